@@ -1,0 +1,159 @@
+"""Persistence shared by every soundweave model: `config.json` + `model.safetensors`.
+
+A model subclasses `PretrainedModel`, keeps a JSON-able description of itself in `get_config()`
+(by default `dataclasses.asdict(self.config)`) and can be rebuilt by `from_config(dict)` (by default
+`cls(**dict)`). Composite models override the two hooks. Nothing here pickles code: configs are JSON,
+weights are safetensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from ..errors import CheckpointError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+_REGISTRY: dict[str, type[PretrainedModel]] = {}
+
+
+def resolve_pretrained(path_or_id: str | os.PathLike, *, revision: str | None = None,
+                       allow_patterns: list[str] | None = None) -> Path:
+    """A local folder as is, else a Hugging Face hub id downloaded to the cache (needs network)."""
+    path = Path(path_or_id).expanduser()
+    if path.is_dir():
+        return path
+    name = str(path_or_id)
+    if path.exists():
+        raise CheckpointError(f"{name!r} is a file; from_pretrained needs a model folder or a hub id")
+    looks_like_id = name.count("/") == 1 and not name.startswith((".", "/", "~"))
+    if not looks_like_id:
+        raise CheckpointError(f"model folder {name!r} does not exist (and is not a hub id like 'org/name')")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, revision=revision, allow_patterns=allow_patterns))
+    except Exception as exc:  # offline, unknown repo, auth: all become one clear error
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        hint = " (HF_HUB_OFFLINE is set, so only cached downloads can be used)" if offline else ""
+        raise CheckpointError(
+            f"could not load {name!r}: not a local folder, and fetching it from the Hugging Face hub failed"
+            f"{hint}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call write(tmp_path) then rename into place, so readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    file = folder / CONFIG_NAME
+    if not file.is_file():
+        raise CheckpointError(f"{str(folder)!r} has no {CONFIG_NAME}; is it a soundweave model folder?")
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{str(file)!r} is not valid JSON: {exc}") from exc
+
+
+class PretrainedModel(nn.Module):
+    """Base class: `save_pretrained(dir)` / `from_pretrained(dir_or_hub_id)`.
+
+    Subclasses set `config` (a dataclass) in `__init__`, or override `get_config`/`from_config`.
+    """
+
+    config: Any
+
+    _model_name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._model_name = cls.__name__
+        _REGISTRY[cls.__name__] = cls
+
+    # -- configuration hooks -------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        if dataclasses.is_dataclass(self.config):
+            return dataclasses.asdict(self.config)
+        return dict(self.config)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Self:
+        return cls(**config)
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {"_class": type(self).__name__, **self.get_config()}
+        text = json.dumps(config, indent=2, sort_keys=True)
+        atomic_write_bytes(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+        atomic_write_bytes(folder / WEIGHTS_NAME, lambda tmp: save_model(self, tmp))
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | os.PathLike, *, revision: str | None = None,
+                        device: str | torch.device | None = None, strict: bool = True, **overrides) -> Self:
+        """Load from a folder written by `save_pretrained`, or a hub id with the same two files.
+
+        `overrides` replace config entries (e.g. dropout) before the model is built.
+        """
+        folder = resolve_pretrained(path_or_id, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
+        config = read_config(folder)
+        stored = config.pop("_class", cls.__name__)
+        target = cls
+        if stored != cls.__name__:
+            if cls is PretrainedModel or issubclass(_REGISTRY.get(stored, object), cls):
+                target = _REGISTRY.get(stored, cls)
+            else:
+                raise CheckpointError(f"{str(folder)!r} holds a {stored}, not a {cls.__name__}")
+        config.update(overrides)
+        try:
+            model = target.from_config(config)
+        except TypeError as exc:
+            raise CheckpointError(f"config in {str(folder)!r} does not fit {target.__name__}: {exc}") from exc
+        weights = folder / WEIGHTS_NAME
+        if not weights.is_file():
+            raise CheckpointError(f"{str(folder)!r} has no {WEIGHTS_NAME}")
+        try:
+            missing, unexpected = load_model(model, str(weights), strict=False)
+        except (SafetensorError, RuntimeError, OSError) as exc:
+            raise CheckpointError(f"could not read weights {str(weights)!r}: {exc}") from exc
+        if strict and (missing or unexpected):
+            raise CheckpointError(
+                f"weights in {str(weights)!r} do not match {target.__name__}: "
+                f"missing {sorted(missing)[:8]}, unexpected {sorted(unexpected)[:8]}"
+            )
+        model.eval()
+        if device is not None:
+            model.to(device)
+        return model
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def load_pretrained(path_or_id: str | os.PathLike, **kwargs) -> PretrainedModel:
+    """Load any soundweave model folder, dispatching on the class named in its config.json."""
+    return PretrainedModel.from_pretrained(path_or_id, **kwargs)

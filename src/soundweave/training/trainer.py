@@ -1,0 +1,380 @@
+"""The one trainer: Accelerate underneath, the same loop for every soundweave model.
+
+    trainer = Trainer(model, dataset, step_fn, TrainerConfig(out_dir="runs/x", max_steps=500),
+                      collate_fn=collate, eval_fn=evaluate)
+    result = trainer.fit(resume=True)
+
+`step_fn(model, batch) -> loss` or `(loss, {name: float})` computes one micro-batch's loss. The trainer
+does the rest: data order (a fixed shuffle per epoch, so a resumed run sees the batches the uninterrupted
+run would have), gradient accumulation, clipping, bf16/fp16 autocast, AdamW with warm-up + cosine
+decay, EMA, periodic `eval_fn(model, step) -> {metric: float}` (on the EMA weights when EMA is on),
+`log.csv`/`eval.csv`, a progress bar with loss and speed, and atomic checkpoints every `save_every`
+steps. A step is one optimizer update (= `grad_accum` micro-batches).
+
+Under `accelerate launch --num_processes N` it runs unchanged: each process gets a different shard of
+every global batch and gradients are averaged.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.data_loader import skip_first_batches
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from safetensors.torch import load_model, save_model
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..errors import CheckpointError, ConfigError
+from .checkpoint import (
+    EMA_NAME,
+    MODEL_NAME,
+    STATE_NAME,
+    begin_checkpoint,
+    commit_checkpoint,
+    latest_checkpoint,
+    load_state,
+    rng_state,
+    set_rng_state,
+)
+from .ema import EMA
+from .schedule import SCHEDULES, make_scheduler
+
+StepFn = Callable[[nn.Module, Any], "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
+EvalFn = Callable[[nn.Module, int], dict[str, float]]
+
+MIXED_PRECISION = {"no": "no", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+@dataclass
+class TrainerConfig:
+    out_dir: str = "runs/train"
+    max_steps: int = 1000
+    batch_size: int = 8
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 0
+    lr_schedule: str = "cosine"
+    min_lr_ratio: float = 0.1
+    grad_accum: int = 1
+    max_grad_norm: float | None = 1.0
+    mixed_precision: str = "no"
+    ema_decay: float | None = None
+    eval_every: int = 0
+    save_every: int = 0
+    log_every: int = 10
+    keep_checkpoints: int = 2
+    seed: int = 0
+    num_workers: int = 0
+    drop_last: bool = True
+    progress: bool = True
+    cpu: bool = False
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(f"mixed_precision must be one of {sorted(MIXED_PRECISION)}, got {self.mixed_precision!r}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        for name in ("max_steps", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
+
+
+@dataclass
+class TrainResult:
+    step: int
+    losses: list[float] = field(default_factory=list)  # mean loss of every optimizer step run in this call
+    evals: list[dict[str, float]] = field(default_factory=list)
+    elapsed: float = 0.0
+    checkpoint: Path | None = None
+
+    @property
+    def last_loss(self) -> float:
+        return self.losses[-1] if self.losses else math.nan
+
+
+class EpochSampler(Sampler[int]):
+    """A fresh, seeded permutation each epoch: epoch e always gives the same order for the same seed.
+
+    The epoch is set with `use_epoch` (not `set_epoch`, which Accelerate calls with its own per-loader
+    count that restarts when a resumed run skips into the middle of an epoch).
+    """
+
+    def __init__(self, size: int, seed: int = 0, shuffle: bool = True):
+        self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+
+    def use_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        if not self.shuffle:
+            return iter(range(self.size))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class _CsvLog:
+    def __init__(self, path: Path):
+        self.path, self.columns = path, None
+        if path.is_file():
+            with path.open() as f:
+                header = f.readline().strip()
+            self.columns = header.split(",") if header else None
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.columns is None:
+            self.columns = list(row)
+            with self.path.open("w", newline="") as f:
+                csv.writer(f).writerow(self.columns)
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow([row.get(c, "") for c in self.columns])
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, train_dataset: Dataset, step_fn: StepFn, config: TrainerConfig,
+                 *, collate_fn: Callable | None = None, eval_fn: EvalFn | None = None,
+                 optimizer: torch.optim.Optimizer | None = None, parameters=None,
+                 on_save: Callable[[nn.Module, Path], None] | None = None):
+        self.config = config
+        self.step_fn, self.eval_fn, self.on_save = step_fn, eval_fn, on_save
+        if len(train_dataset) == 0:
+            raise ConfigError("the training dataset is empty")
+        # global batches are split across processes (split_batches keeps the global batch size fixed)
+        self.accelerator = Accelerator(mixed_precision=MIXED_PRECISION[config.mixed_precision],
+                                       gradient_accumulation_steps=config.grad_accum, cpu=config.cpu,
+                                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+        set_seed(config.seed)
+        self.out_dir = Path(config.out_dir)
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "trainer_config.json").write_text(json.dumps(asdict(config), indent=2))
+        self.sampler = EpochSampler(len(train_dataset), seed=config.seed)
+        per_process = max(1, config.batch_size // self.accelerator.num_processes)
+        if len(train_dataset) < per_process * self.accelerator.num_processes and config.drop_last:
+            raise ConfigError(f"dataset has {len(train_dataset)} items, fewer than one batch of {config.batch_size}")
+        loader = DataLoader(train_dataset, batch_size=per_process * self.accelerator.num_processes,
+                            sampler=self.sampler, collate_fn=collate_fn, num_workers=config.num_workers,
+                            drop_last=config.drop_last,
+                            # its own generator: creating an iterator then never draws from the global RNG,
+                            # which keeps a resumed run's dropout/noise draws identical to the original's
+                            generator=torch.Generator().manual_seed(config.seed))
+        params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
+        if not params:
+            raise ConfigError("the model has no trainable parameters")
+        optimizer = optimizer or torch.optim.AdamW(params, lr=config.lr, betas=config.betas,
+                                                   weight_decay=config.weight_decay)
+        self.scheduler = make_scheduler(optimizer, config.warmup_steps, config.max_steps, config.lr_schedule,
+                                        config.min_lr_ratio)
+        self.model, self.optimizer, self.loader = self.accelerator.prepare(model, optimizer, loader)
+        self.ema = EMA(self.unwrapped_model, config.ema_decay) if config.ema_decay else None
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+
+    # -- helpers ------------------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def unwrapped_model(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights to evaluate and publish: the EMA copy when EMA is on, else the trained model."""
+        return self.ema.ema_model if self.ema else self.unwrapped_model
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.loader) // self.config.grad_accum)
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        acc = self.accelerator
+        tmp = self.out_dir / "checkpoints" / f".tmp-step-{self.step:08d}"
+        acc.wait_for_everyone()
+        if self.is_main:
+            tmp = begin_checkpoint(self.out_dir, self.step)
+            save_model(self.unwrapped_model, str(tmp / MODEL_NAME))
+            if self.ema:
+                save_model(self.ema.ema_model, str(tmp / EMA_NAME))
+            torch.save({"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                        "optimizer": self.optimizer.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                        "num_processes": acc.num_processes}, tmp / STATE_NAME)
+        acc.wait_for_everyone()
+        torch.save(rng_state(), tmp / f"rng_{acc.process_index}.pt")
+        acc.wait_for_everyone()
+        final = tmp
+        if self.is_main:
+            final = commit_checkpoint(tmp, self.out_dir, self.step, self.config.keep_checkpoints)
+            if self.on_save is not None:
+                self.on_save(self.eval_model, final)
+        acc.wait_for_everyone()
+        return final
+
+    def load_checkpoint(self, folder: Path) -> None:
+        state = load_state(folder)
+        try:
+            load_model(self.unwrapped_model, str(folder / MODEL_NAME))
+            if self.ema and (folder / EMA_NAME).is_file():
+                load_model(self.ema.ema_model, str(folder / EMA_NAME))
+            self.optimizer.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {str(folder)!r} does not match this model/optimizer: {exc}") from exc
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        rng_file = folder / f"rng_{self.accelerator.process_index}.pt"
+        if rng_file.is_file():
+            set_rng_state(torch.load(rng_file, weights_only=True))
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def _split(self, out) -> tuple[torch.Tensor, dict[str, float]]:
+        if isinstance(out, tuple):
+            loss, logs = out[0], (out[1] if len(out) > 1 and isinstance(out[1], dict) else {})
+        else:
+            loss, logs = out, {}
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            raise ConfigError("step_fn must return a scalar loss tensor (or (loss, dict))")
+        return loss, {k: float(v) for k, v in logs.items() if isinstance(v, (int, float, torch.Tensor))}
+
+    def evaluate(self) -> dict[str, float]:
+        if self.eval_fn is None:
+            return {}
+        model = self.eval_model
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            metrics = self.eval_fn(model, self.step)
+        model.train(was_training)
+        return {k: float(v) for k, v in metrics.items()}
+
+    def fit(self, resume: bool | str | Path = False, stop_at: int | None = None) -> TrainResult:
+        """Train until `max_steps`. `resume=True` continues from the newest checkpoint in out_dir (if any);
+        a path resumes from that checkpoint folder. `stop_at` ends early at that step (the schedule still
+        spans `max_steps`), as an interruption would; a later `fit(resume=True)` continues from there."""
+        cfg, acc = self.config, self.accelerator
+        if resume:
+            folder = latest_checkpoint(self.out_dir) if resume is True else Path(resume)
+            if folder is not None:
+                self.load_checkpoint(folder)
+                if self.is_main and cfg.progress:
+                    print(f"resumed from {folder} at step {self.step}")
+            elif resume is not True:
+                raise CheckpointError(f"no checkpoint at {str(resume)!r}")
+        result = TrainResult(step=self.step)
+        train_log = _CsvLog(self.out_dir / "log.csv") if self.is_main else None
+        eval_log = _CsvLog(self.out_dir / "eval.csv") if self.is_main else None
+        progress = _Progress(cfg.max_steps, self.step, enabled=cfg.progress and self.is_main)
+        start = time.perf_counter()
+        window_t, window_samples = time.perf_counter(), 0
+        micro_losses: list[float] = []
+        micro_logs: dict[str, list[float]] = {}
+        self.model.train()
+        with progress:
+            end = min(cfg.max_steps, stop_at or cfg.max_steps)
+            while self.step < end:
+                self.sampler.use_epoch(self.epoch)
+                loader = skip_first_batches(self.loader, self.batch_in_epoch) if self.batch_in_epoch else self.loader
+                finished_epoch = True
+                for batch in loader:
+                    with acc.accumulate(self.model):
+                        with acc.autocast():
+                            loss, logs = self._split(self.step_fn(self.model, batch))
+                        acc.backward(loss)
+                        if acc.sync_gradients and cfg.max_grad_norm:
+                            acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                        self.optimizer.step()
+                        self.optimizer.zero_grad(set_to_none=True)
+                    self.batch_in_epoch += 1
+                    micro_losses.append(float(loss.detach()))
+                    for k, v in logs.items():
+                        micro_logs.setdefault(k, []).append(v)
+                    window_samples += cfg.batch_size
+                    if not acc.sync_gradients:
+                        continue
+                    self.scheduler.step()
+                    self.step += 1
+                    if self.ema:
+                        self.ema.update(self.unwrapped_model, self.step)
+                    step_loss = float(acc.reduce(torch.tensor(sum(micro_losses) / len(micro_losses)), "mean"))
+                    result.losses.append(step_loss)
+                    breakdown = {k: sum(v) / len(v) for k, v in micro_logs.items()}
+                    micro_losses, micro_logs = [], {}
+                    now = time.perf_counter()
+                    speed = window_samples / max(now - window_t, 1e-9)
+                    progress.update(self.step, step_loss, speed)
+                    if self.is_main and (self.step % max(1, cfg.log_every) == 0 or self.step == cfg.max_steps):
+                        train_log.write({"step": self.step, "epoch": self.epoch, "loss": round(step_loss, 6),
+                                         "lr": self.scheduler.get_last_lr()[0], "samples_per_s": round(speed, 3),
+                                         "elapsed_s": round(now - start, 3),
+                                         **{k: round(v, 6) for k, v in breakdown.items()}})
+                        window_t, window_samples = now, 0
+                    if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.max_steps):
+                        metrics = self.evaluate()
+                        if metrics:
+                            result.evals.append({"step": self.step, **metrics})
+                            if self.is_main:
+                                eval_log.write({"step": self.step, "elapsed_s": round(now - start, 3), **metrics})
+                                progress.note(self.step, metrics)
+                    if cfg.save_every and self.step % cfg.save_every == 0:
+                        result.checkpoint = self.save_checkpoint()
+                    if self.step >= end:
+                        finished_epoch = False
+                        break
+                if finished_epoch:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+        if cfg.save_every and (result.checkpoint is None or self.step % cfg.save_every):
+            result.checkpoint = self.save_checkpoint()
+        result.step = self.step
+        result.elapsed = time.perf_counter() - start
+        return result
+
+
+class _Progress:
+    """A rich progress bar with loss and samples/s; silent when disabled (non-main processes)."""
+
+    def __init__(self, total: int, done: int, enabled: bool):
+        self.enabled = enabled
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} samples/s"),
+                                TimeRemainingColumn(), transient=False)
+            self.task = self.bar.add_task("train", total=total, completed=done, loss="-", speed="-")
+
+    def __enter__(self):
+        if self.enabled:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.__exit__(*exc)
+
+    def update(self, step: int, loss: float, speed: float) -> None:
+        if self.enabled:
+            self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", speed=f"{speed:.1f}")
+
+    def note(self, step: int, metrics: dict[str, float]) -> None:
+        if self.enabled:
+            text = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+            self.bar.console.print(f"eval @ step {step}: {text}")
