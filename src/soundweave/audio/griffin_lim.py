@@ -11,22 +11,21 @@ import torch
 from .mel import stft
 
 
-def mel_to_linear(mel: torch.Tensor, filters: torch.Tensor, n_iter: int = 30, eps: float = 1e-10) -> torch.Tensor:
+def mel_to_linear(mel: torch.Tensor, filters: torch.Tensor, n_iter: int = 10, eps: float = 1e-10,
+                  pinv: torch.Tensor | None = None) -> torch.Tensor:
     """Non-negative `S` with `filters @ S ~= mel`: `(B, M, T)` -> `(B, F, T)`.
 
     Starts from the clamped pseudo-inverse and refines with multiplicative NNLS updates
-    (Lee & Seung), which keep every entry non-negative.
+    (Lee & Seung), which keep every entry non-negative. `pinv` may pass a cached pseudo-inverse.
     """
     fb = filters.to(mel)
-    pinv = torch.linalg.pinv(fb)
+    pinv = torch.linalg.pinv(fb) if pinv is None else pinv.to(mel)
     spec = torch.matmul(pinv, mel).clamp_min(0)
-    floor = mel.amax(dim=(-2, -1), keepdim=True) * 1e-8 + eps
-    spec = spec + floor
+    spec = spec + mel.amax(dim=(-2, -1), keepdim=True) * 1e-8 + eps
     fbt = fb.transpose(0, 1)
     numer = torch.matmul(fbt, mel)
-    gram = torch.matmul(fbt, fb)
-    for _ in range(n_iter):
-        spec = spec * numer / (torch.matmul(gram, spec) + eps)
+    for _ in range(n_iter):  # filters^T (filters S): two thin products instead of one F x F gram product
+        spec = spec * numer / (torch.matmul(fbt, torch.matmul(fb, spec)) + eps)
     return spec
 
 

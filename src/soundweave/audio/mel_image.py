@@ -66,6 +66,7 @@ class MelImageCodec:
     def _build(self):
         c = self.config
         self.filters = mel_filterbank(c.sample_rate, c.n_fft, c.y_res).to(self.device)
+        self.filters_pinv = torch.linalg.pinv(self.filters)
         self.window = torch.hann_window(c.n_fft, device=self.device)
 
     # -- properties in audio-diffusion's naming ----------------------------------------------------
@@ -163,7 +164,7 @@ class MelImageCodec:
         if x.shape[-1] < 2:
             raise ShapeError(f"images need at least 2 columns to make audio, got width {x.shape[-1]}")
         mel = self.images_to_power_mel(x.to(self.device))
-        magnitude = mel_to_linear(mel, self.filters).sqrt()
+        magnitude = mel_to_linear(mel, self.filters, pinv=self.filters_pinv).sqrt()
         audio = griffin_lim(magnitude, self.n_fft, self.hop_length, n_iter=n_iter or self.n_iter,
                             momentum=self.config.momentum, generator=generator)
         return audio[0] if squeeze else audio

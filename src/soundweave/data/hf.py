@@ -2,7 +2,8 @@
 
 Audio is decoded by soundweave (soundfile + soxr) from the raw bytes/paths, not by `datasets`' own
 decoder, so no extra audio backend is needed. Works with a folder saved by `save_to_disk`, an
-`audiofolder`-style local folder (audio files + metadata.csv/jsonl), or a hub name when online.
+`audiofolder`-style local folder (audio files + metadata.jsonl/csv with a `file_name` column: the table is
+read with `datasets`, the audio by us, so no torchcodec is needed), or a hub name when online.
 """
 
 from __future__ import annotations
@@ -20,18 +21,29 @@ from .dataset import window
 
 
 def _open_dataset(name_or_path: str | os.PathLike, split: str):
+    """-> (dataset, folder that relative audio paths are resolved against, or None)."""
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise DataError("the `datasets` package is needed to read Hugging Face datasets") from exc
     path = Path(name_or_path)
+    base = None
     try:
         if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
             ds = datasets.load_from_disk(str(path))
         elif path.is_dir():
-            ds = datasets.load_dataset("audiofolder", data_dir=str(path))
+            tables = [path / "metadata.jsonl", path / "metadata.csv"]
+            found = [t for t in tables if t.is_file()]
+            if not found:
+                raise DataError(f"{str(path)!r} is neither a saved dataset (save_to_disk) nor an audio folder "
+                                "with metadata.jsonl/metadata.csv")
+            kind = "json" if found[0].suffix == ".jsonl" else "csv"
+            ds = datasets.load_dataset(kind, data_files=str(found[0]), split="train")
+            base = path
         else:
             ds = datasets.load_dataset(str(name_or_path))
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(
             f"could not open Hugging Face dataset {str(name_or_path)!r}: {type(exc).__name__}: {exc}") from exc
@@ -39,7 +51,7 @@ def _open_dataset(name_or_path: str | os.PathLike, split: str):
         if split not in ds:
             raise DataError(f"dataset {str(name_or_path)!r} has splits {sorted(ds)}, not {split!r}")
         ds = ds[split]
-    return ds
+    return ds, base
 
 
 class HFAudioDataset(Dataset):
@@ -53,7 +65,9 @@ class HFAudioDataset(Dataset):
                  sample_rate: int | None = None, seconds: float | None = None, crop: str = "random"):
         import datasets
 
-        ds = _open_dataset(name_or_path, split)
+        ds, self.base = _open_dataset(name_or_path, split)
+        if audio_column not in ds.column_names and "file_name" in ds.column_names:
+            audio_column = "file_name"  # audiofolder layout
         if audio_column not in ds.column_names:
             raise DataError(f"dataset has columns {ds.column_names}, no audio column {audio_column!r}")
         for column in [caption_column, *tag_columns]:
@@ -86,6 +100,8 @@ class HFAudioDataset(Dataset):
         source = cell.get("bytes") or cell.get("path") if isinstance(cell, dict) else cell
         if source is None:
             raise DataError(f"row {index} has no audio bytes or path")
+        if isinstance(source, str) and self.base is not None:
+            source = str(self.base / source)
         try:
             audio, sr = load(source, sr=self.sample_rate, max_seconds=None)
         except AudioError as exc:

@@ -1,0 +1,29 @@
+"""Fixtures shared by the whole test suite."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """40 rendered clips of 1.5 s at 16 kHz (SoundFont renderer), shared by every test that needs music."""
+    from soundweave.data.synth import make_corpus
+
+    folder = tmp_path_factory.mktemp("corpus")
+    make_corpus(folder, n=40, seconds=1.5, sr=16000, seed=123, workers=1)
+    return folder
+
