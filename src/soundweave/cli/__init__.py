@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "soundweave.cli.data",
     "soundweave.cli.audio",
     "soundweave.cli.demo",
+    "soundweave.cli.mulan",
 ]
 
 for _name in COMMAND_MODULES:
