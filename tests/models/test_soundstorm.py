@@ -1,0 +1,279 @@
+"""SoundStorm and ConformerWrapper: the required usage, the paper's masking, decoding, padding, prompts,
+conditioning, persistence, codec in/out, bad input - and that a tiny model learns."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from soundweave import ConformerWrapper, SoundStorm, SoundStream
+from soundweave.errors import ConfigError, ShapeError, SoundweaveError
+
+
+def tiny_net(**kw):
+    conformer = kw.pop("conformer", dict(dim=32, depth=1, heads=2, dim_head=16))
+    return ConformerWrapper(**{"codebook_size": 16, "num_quantizers": 3, "conformer": conformer, **kw})
+
+
+def tiny_codec():
+    return SoundStream(sample_rate=16000, channels=4, channel_mults=(1, 2, 4), strides=(4, 8, 10), codebook_dim=16,
+                       codebook_size=16, rq_num_quantizers=3, attn_depth=0)
+
+
+def test_required_usage_shapes_at_the_readme_configuration():
+    conformer = ConformerWrapper(codebook_size=1024, num_quantizers=12, conformer=dict(dim=512, depth=2))
+    model = SoundStorm(conformer, steps=18, schedule="cosine")
+    codes = torch.randint(0, 1024, (2, 24, 12))  # (batch, seq, num residual VQ); short for test speed
+    loss, _ = model(codes)
+    loss.backward()
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert conformer.head_weight.grad is not None
+    generated = model.generate(24, batch_size=2)
+    assert generated.shape == (2, 24, 12) and generated.dtype == torch.int64
+    assert 0 <= int(generated.min()) and int(generated.max()) < 1024
+    assert model.steps_for_levels() == [18] + [1] * 11
+
+
+def test_required_usage_with_a_codec_audio_in_and_out():
+    codec = tiny_codec()
+    model = SoundStorm(tiny_net(), soundstream=codec)
+    audio = torch.randn(2, 10080)
+    loss, parts = model(audio)
+    loss.backward()
+    assert torch.isfinite(loss) and parts["masked_tokens"] >= 2
+    assert all(p.grad is None for p in codec.parameters())  # the codec is frozen
+    out = model.generate(seconds=0.5, batch_size=2)
+    frames = codec.seconds_to_frames(0.5)
+    assert out.shape == (2, frames * codec.hop_length) and out.dtype == torch.float32
+    mask = torch.ones(2, frames, dtype=torch.bool)
+    mask[1, 10:] = False
+    items = model.generate(seconds=0.5, mask=mask, return_list=True, seed=0)
+    assert [x.shape[0] for x in items] == [frames * codec.hop_length, 10 * codec.hop_length]
+    codes = model.generate(seconds=0.5, mask=mask, return_list=True, return_codes=True, seed=0)
+    assert [tuple(c.shape) for c in codes] == [(frames, 3), (10, 3)]
+
+
+def test_training_mask_is_the_papers():
+    model = SoundStorm(tiny_net())
+    B, N, Q = 64, 20, 3
+    codes = torch.randint(0, 16, (B, N, Q))
+    valid = torch.ones(B, N, dtype=torch.bool)
+    valid[::2, 15:] = False
+    masked, target, level = model.training_mask(codes, valid, torch.Generator().manual_seed(0))
+    seen_levels, seen_prompt = set(), False
+    for b in range(B):
+        q = int(level[b])
+        seen_levels.add(q)
+        assert not masked[b, :, :q].any()  # coarser levels visible
+        assert torch.equal(masked[b, :, q], target[b])  # level q: exactly the loss targets
+        assert target[b].any() and not (target[b] & ~valid[b]).any()
+        after = masked[b, :, q + 1:].any(-1) if q < Q - 1 else None
+        if after is not None:
+            # finer levels: everything from the prompt delimiter t to the end of the real frames
+            t = int(after.float().argmax())
+            assert after[t:].tolist() == valid[b, t:].tolist() and not after[:t].any()
+            assert not target[b, :t].any()  # the prompt is never a target
+            seen_prompt |= t > 0
+    assert seen_levels == {0, 1, 2} and seen_prompt
+
+
+def test_loss_ignores_everything_but_the_masked_level_q_tokens():
+    model = SoundStorm(tiny_net())
+    codes = torch.randint(0, 16, (4, 12, 3))
+    masked, target, level = model.training_mask(codes, None, torch.Generator().manual_seed(5))
+    loss1, _ = model(codes, generator=torch.Generator().manual_seed(5))
+    other = codes.clone()
+    hidden = masked.clone()
+    hidden[torch.arange(4), :, level] = False  # masked finer-level tokens are neither inputs nor targets
+    other[hidden] = (other[hidden] + 1) % 16
+    loss2, _ = model(other, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(loss1, loss2)
+
+
+def test_generation_decodes_coarse_to_fine_with_one_head_per_pass():
+    net = tiny_net()
+    model = SoundStorm(net, steps=5)
+    calls = []
+    original = net.logits
+
+    def spy(hidden, level=None):
+        out = original(hidden, level)
+        calls.append((level, tuple(out.shape)))
+        return out
+
+    net.logits = spy
+    model.generate(9, batch_size=2, seed=0)
+    assert [c[0] for c in calls] == [0] * 5 + [1, 2]  # (5, 1, 1) passes, coarse to fine
+    assert all(shape == (2, 9, 16) for _, shape in calls)  # only the decoded level's logits
+    calls.clear()
+    model.generate(9, steps=[2, 3, 1], seed=0)
+    assert [c[0] for c in calls] == [0, 0, 1, 1, 1, 2]
+
+
+def test_prompt_stays_unchanged_and_generation_is_seeded():
+    model = SoundStorm(tiny_net())
+    prompt = torch.randint(0, 16, (2, 5, 3))
+    out = model.generate(12, prompt_acoustic_token_ids=prompt, seed=3)
+    assert torch.equal(out[:, :5], prompt)
+    assert torch.equal(out, model.generate(12, prompt_acoustic_token_ids=prompt, seed=3))
+    assert not torch.equal(out, model.generate(12, prompt_acoustic_token_ids=prompt, seed=4))
+    one = model.generate(12, prompt_acoustic_token_ids=prompt[0], batch_size=3, seed=0)
+    assert one.shape == (3, 12, 3) and (one[:, :5] == prompt[0]).all()
+
+
+def test_padded_frames_never_influence_real_frames():
+    net = tiny_net(conformer=dict(dim=32, depth=2, heads=2, dim_head=16, conv_kernel_size=7),
+                   num_semantic_token_ids=7, semantic_ratio=1)
+    net.eval()
+    model = SoundStorm(net, steps=4)
+    codes = torch.randint(0, 17, (2, 14, 3))
+    semantic = torch.randint(0, 7, (2, 14))
+    mask = torch.ones(2, 14, dtype=torch.bool)
+    mask[0, 9:] = False
+    changed, semantic2 = codes.clone(), semantic.clone()
+    changed[0, 9:] = torch.randint(0, 17, (5, 3))
+    semantic2[0, 9:] = torch.randint(0, 7, (5,))
+    with torch.no_grad():
+        a = net(codes, mask=mask, semantic_ids=semantic, level=None)
+        b = net(changed, mask=mask, semantic_ids=semantic2, level=None)
+        alone = net(codes[:1, :9], semantic_ids=semantic[:1, :9], level=None)
+    torch.testing.assert_close(a[0, :9], b[0, :9], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a[0, :9], alone[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a[1], b[1])
+    g1 = model.generate(mask=mask, cond_semantic_token_ids=semantic, seed=0)
+    g2 = model.generate(mask=mask, cond_semantic_token_ids=semantic2, seed=0)
+    assert torch.equal(g1[0, :9], g2[0, :9]) and (g1[0, 9:] == 0).all()
+    # training: padded content changes neither the loss nor its masks
+    l1, _ = model(codes.clamp(max=15), mask=mask, cond_semantic_token_ids=semantic,
+                  generator=torch.Generator().manual_seed(1))
+    l2, _ = model(changed.clamp(max=15), mask=mask, cond_semantic_token_ids=semantic2,
+                  generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(l1, l2)
+
+
+def test_semantic_tokens_are_upsampled_per_frame():
+    net = tiny_net(num_semantic_token_ids=5, semantic_pad_id=-1)
+    ids = torch.tensor([[1, 2, -1]])
+    emb = net.embed_semantic(ids, 6)  # integer ratio: repetition
+    table = net.semantic_embeds.weight
+    torch.testing.assert_close(emb[0, 0], table[1])
+    torch.testing.assert_close(emb[0, 1], table[1])
+    torch.testing.assert_close(emb[0, 3], table[2])
+    assert (emb[0, 4:] == 0).all()  # the pad id contributes nothing
+    assert net.embed_semantic(torch.tensor([[1, 2]]), 5).shape == (1, 5, 32)  # non-integer: interpolation
+    rated = tiny_net(num_semantic_token_ids=5, semantic_ratio=2.0)
+    assert rated.embed_semantic(torch.tensor([[1, 2, 3]]), 5).shape == (1, 5, 32)
+    with pytest.raises(ShapeError, match="mismatch"):
+        rated.embed_semantic(torch.tensor([[1, 2, 3]]), 9)
+    with pytest.raises(ShapeError, match="mismatch"):
+        net.embed_semantic(torch.tensor([[1, 2, 3, 4]]), 3)
+    with pytest.raises(ShapeError):
+        net.embed_semantic(torch.tensor([[1, 5]]), 4)
+    with pytest.raises(ShapeError):
+        net.embed_semantic(torch.tensor([[1.0, 2.0]]), 4)
+    with pytest.raises(ConfigError):
+        tiny_net().embed_semantic(torch.tensor([[1, 2]]), 4)
+    model = SoundStorm(rated)
+    assert model.generate(cond_semantic_token_ids=torch.tensor([[1, 2, 3]]), seed=0).shape == (1, 6, 3)
+
+
+@pytest.mark.parametrize("mode", ["adaln", "cross"])
+def test_global_conditioning_tokens(mode):
+    model = SoundStorm(tiny_net(cond_dim=8, cond_mode=mode))
+    codes = torch.randint(0, 16, (2, 10, 3))
+    cond = torch.randn(2, 4, 8)
+    loss, _ = model(codes, cond=cond)
+    loss.backward()
+    assert model.generate(10, cond=cond, seed=0).shape == (2, 10, 3)
+    with pytest.raises(ShapeError):
+        model.generate(10, cond=torch.randn(2, 4, 7))
+
+
+def test_save_and_load_round_trip_with_and_without_codec(tmp_path):
+    model = SoundStorm(tiny_net(num_semantic_token_ids=4), steps=3, temperature=0.7)
+    model.save_pretrained(tmp_path / "plain")
+    loaded = SoundStorm.from_pretrained(tmp_path / "plain")
+    assert loaded.config == model.config and loaded.soundstream is None
+    assert torch.equal(model.generate(8, seed=1), loaded.generate(8, seed=1))
+    with_codec = SoundStorm(tiny_net(), soundstream=tiny_codec())
+    with_codec.save_pretrained(tmp_path / "codec")
+    again = SoundStorm.from_pretrained(tmp_path / "codec")
+    assert isinstance(again.soundstream, SoundStream)
+    torch.testing.assert_close(with_codec.generate(6, seed=2), again.generate(6, seed=2))
+
+
+def test_a_tiny_soundstorm_overfits_and_reproduces_its_training_codes():
+    torch.manual_seed(0)
+    net = tiny_net(conformer=dict(dim=64, depth=1, heads=2, dim_head=32), num_semantic_token_ids=10, semantic_ratio=2)
+    model = SoundStorm(net, steps=6)
+    codes = torch.randint(0, 16, (3, 16, 3))
+    semantic = torch.randint(0, 10, (3, 8))
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(200):
+        loss, _ = model(codes.repeat(4, 1, 1), cond_semantic_token_ids=semantic.repeat(4, 1), generator=generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-10:]) / 10 < 0.1 * sum(losses[:5]) / 5
+    generated = model.generate(cond_semantic_token_ids=semantic, seed=0)
+    assert (generated == codes).float().mean() >= 0.9
+    continued = model.generate(cond_semantic_token_ids=semantic, prompt_acoustic_token_ids=codes[:, :4], seed=0)
+    assert torch.equal(continued[:, :4], codes[:, :4])
+    assert (continued[:, 4:] == codes[:, 4:]).float().mean() >= 0.9
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = SoundStorm(tiny_net())
+    good = torch.randint(0, 16, (2, 6, 3))
+    bad_calls = [
+        lambda: model(torch.randn(2, 100)),  # audio without a codec
+        lambda: model(good.float()[..., 0]),
+        lambda: model(torch.randint(0, 16, (2, 6, 4))),  # wrong number of levels
+        lambda: model(torch.randint(0, 16, (6, 3))),
+        lambda: model(good.bool()),
+        lambda: model(good + 16),  # out of range (the mask id is not a valid code)
+        lambda: model(good - 1 - good),
+        lambda: model(good, mask=torch.ones(2, 5, dtype=torch.bool)),
+        lambda: model(good, mask=torch.ones(2, 6)),
+        lambda: model(good, mask=torch.zeros(2, 6, dtype=torch.bool)),
+        lambda: model(good, cond_semantic_token_ids=torch.tensor([[1, 2, 3]])),
+        lambda: model(good, cond=torch.randn(2, 3, 4)),
+        lambda: model("codes"),
+        lambda: model.generate(),  # no length
+        lambda: model.generate(seconds=1.0),  # seconds without a codec
+        lambda: model.generate(5, seconds=1.0),
+        lambda: model.generate(0),
+        lambda: model.generate(4, prompt_acoustic_token_ids=good),  # prompt longer than the output
+        lambda: model.generate(8, prompt_acoustic_token_ids=good, batch_size=3),
+        lambda: model.generate(8, prompt_acoustic_token_ids=good.float()),
+        lambda: model.generate(8, steps=[2, 2]),
+        lambda: model.generate(8, steps=0),
+        lambda: model.generate(8, schedule="nope"),
+        lambda: model.generate(8, temperature=-1.0),
+        lambda: model.generate(8, precision="fp8"),
+        lambda: model.generate(8, mask=torch.ones(3, 8, dtype=torch.bool), batch_size=2),
+        lambda: model.generate(8, prompt_audio=torch.randn(1, 800)),
+        lambda: SoundStorm(tiny_net(), soundstream=SoundStream(sample_rate=16000, channels=4, channel_mults=(1,),
+                                                              strides=(8,), codebook_dim=8, codebook_size=32,
+                                                              rq_num_quantizers=3, attn_depth=0)),
+        lambda: SoundStorm(torch.nn.Linear(2, 2)),
+        lambda: SoundStorm(tiny_net(), steps=0),
+        lambda: ConformerWrapper(codebook_size=0, num_quantizers=3, conformer=dict(dim=8, depth=1)),
+        lambda: ConformerWrapper(codebook_size=8, num_quantizers=3, conformer=dict(dim=8)),
+        lambda: ConformerWrapper(codebook_size=8, num_quantizers=3, conformer=dict(dim=8, depth=1),
+                                 num_semantic_token_ids=4, semantic_pad_id=2),
+    ]
+    for i, call in enumerate(bad_calls):
+        with pytest.raises(SoundweaveError):
+            call()
+            pytest.fail(f"bad call #{i} did not raise")
+    codec_model = SoundStorm(tiny_net(), soundstream=tiny_codec())
+    with pytest.raises(ShapeError):
+        codec_model(torch.randn(2, 1, 800))
+    with pytest.raises(ShapeError):
+        codec_model(torch.full((1, 800), float("nan")))
+    with pytest.raises(ShapeError):
+        codec_model(torch.randn(2, 800), mask=torch.ones(2, 3, dtype=torch.bool))

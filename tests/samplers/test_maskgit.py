@@ -1,0 +1,143 @@
+"""MaskGIT schedules, ranking, sampling and the decode loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from soundweave.errors import ConfigError, ShapeError, SoundweaveError
+from soundweave.samplers.maskgit import (
+    SCHEDULES,
+    annealed_temperature,
+    descending_ranks,
+    keep_most_confident,
+    mask_schedule,
+    maskgit_decode,
+    num_still_masked,
+    sample_tokens,
+)
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_schedules_go_from_all_masked_to_none_monotonically(name):
+    gamma = mask_schedule(name)
+    r = torch.linspace(0, 1, 101, dtype=torch.float64)
+    values = gamma(r)
+    assert values[0] == pytest.approx(1.0) and values[-1] == pytest.approx(0.0, abs=1e-12)
+    assert (values[1:] <= values[:-1] + 1e-12).all()
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 16])
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_num_still_masked_falls_every_step_and_ends_at_zero(steps, schedule):
+    total = torch.tensor([0, 1, 3, 10, 100, 1024])
+    previous = total
+    for step in range(steps):
+        now = num_still_masked(total, step, steps, schedule)
+        assert (now >= 0).all()
+        assert ((now < previous) | (previous == 0)).all()  # progress while anything is left
+        previous = now
+    assert (previous == 0).all()
+
+
+def test_cosine_schedule_counts_match_the_formula():
+    total = torch.tensor([1000])
+    # after step 0 of 4, cos(pi/8) of the tokens stay masked
+    assert int(num_still_masked(total, 0, 4, "cosine")) == int(1000 * torch.cos(torch.tensor(torch.pi / 8)))
+
+
+def test_descending_ranks_are_ranks_not_argsort_indices():
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.7]])
+    # argsort(descending) would be [1, 3, 2, 0]; the ranks are:
+    assert descending_ranks(scores).tolist() == [[3, 0, 2, 1]]
+    x = torch.randn(3, 50)
+    ranks = descending_ranks(x)
+    for b in range(3):
+        for i in range(50):
+            assert ranks[b, i] == (x[b] > x[b, i]).sum()
+
+
+def test_keep_most_confident_picks_top_k_among_candidates_per_row():
+    confidence = torch.tensor([[0.9, 0.1, 0.8, 0.7, 0.95], [0.2, 0.3, 0.4, 0.5, 0.6]])
+    candidates = torch.tensor([[False, True, True, True, True], [True, True, True, False, False]])
+    keep = keep_most_confident(confidence, candidates, torch.tensor([2, 1]))
+    assert keep.tolist() == [[False, False, True, False, True], [False, False, True, False, False]]
+
+
+def test_sampling_temperature_zero_is_argmax_and_seeded_sampling_repeats():
+    logits = torch.randn(4, 7, 11)
+    assert torch.equal(sample_tokens(logits, 0.0), logits.argmax(-1))
+    a = sample_tokens(logits, 1.0, torch.Generator().manual_seed(3))
+    b = sample_tokens(logits, 1.0, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    # a distribution is followed: one dominant token is drawn almost always at temperature 1
+    peaked = torch.zeros(2000, 5)
+    peaked[:, 2] = 6.0
+    draws = sample_tokens(peaked, 1.0, torch.Generator().manual_seed(0))
+    assert 0.9 < (draws == 2).float().mean() < 1.0
+    assert annealed_temperature(1.0, 0, 4) == 1.0 and annealed_temperature(1.0, 2, 4) == 0.5
+
+
+class Oracle:
+    """logits_fn that knows the answer; records how many positions were masked at each call."""
+
+    def __init__(self, target, mask_id, confidence=None):
+        self.target, self.mask_id, self.calls, self.confidence = target, mask_id, [], confidence
+
+    def __call__(self, tokens):
+        self.calls.append(int((tokens == self.mask_id).sum()))
+        logits = torch.full((*tokens.shape, self.mask_id), -4.0)
+        strength = self.confidence if self.confidence is not None else torch.full(tokens.shape, 8.0)
+        logits.scatter_(-1, self.target[..., None], strength[..., None])
+        return logits
+
+
+def test_decode_follows_the_schedule_and_keeps_unfilled_positions():
+    B, N, C = 2, 40, 16
+    target = torch.randint(0, C, (B, N))
+    start = torch.randint(0, C, (B, N))
+    fill = torch.ones(B, N, dtype=torch.bool)
+    fill[:, :5] = False  # a prompt
+    fill[1, 30:] = False  # padding
+    oracle = Oracle(target, C)
+    out = maskgit_decode(oracle, start, fill, mask_id=C, steps=6, schedule="cosine",
+                         generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out[~fill], start[~fill])
+    assert torch.equal(out[fill], target[fill])
+    total = fill.sum(-1)
+    expected = [int(total.sum())] + [int(num_still_masked(total, s, 6).sum()) for s in range(5)]
+    assert oracle.calls == expected
+
+
+def test_most_confident_tokens_are_committed_first_and_the_last_step_is_greedy():
+    N, C = 10, 8
+    target = torch.arange(N)[None] % C
+    confidence = torch.linspace(1.0, 9.0, N)[None]  # the last positions are the most confident
+    oracle = Oracle(target, C, confidence)
+    tokens = torch.full((1, N), C)
+    # step 0 of 2 with linear schedule keeps 5 masked: the 5 most confident positions are committed
+    seen = []
+
+    def spy(tok):
+        seen.append(tok.clone())
+        return oracle(tok)
+
+    out = maskgit_decode(spy, tokens, torch.ones(1, N, dtype=torch.bool), mask_id=C, steps=2, schedule="linear",
+                         temperature=0.0)
+    after_first = seen[1][0]
+    assert (after_first[5:] != C).all() and (after_first[:5] == C).all()
+    assert torch.equal(out, target)
+    # one step at any temperature is the argmax
+    hot = maskgit_decode(Oracle(target, C, torch.full((1, N), 0.5)), tokens, torch.ones(1, N, dtype=torch.bool),
+                         mask_id=C, steps=1, temperature=50.0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(hot, target)
+
+
+def test_decode_rejects_bad_arguments():
+    tokens = torch.zeros(2, 5, dtype=torch.long)
+    with pytest.raises(ShapeError):
+        maskgit_decode(lambda t: t, tokens, torch.ones(2, 4, dtype=torch.bool), mask_id=3, steps=2)
+    with pytest.raises(ConfigError):
+        maskgit_decode(lambda t: t, tokens, torch.ones(2, 5, dtype=torch.bool), mask_id=3, steps=0)
+    with pytest.raises(SoundweaveError):
+        mask_schedule("exponential")
