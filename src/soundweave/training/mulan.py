@@ -47,7 +47,7 @@ AUDIO_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(dim=64, depth=1, heads=2, dim_head=32, spec_n_fft=512, spec_win_length=400, spec_hop_length=160,
                  n_mels=32, patch_size=(16, 16), spec_aug_time_mask=10, spec_aug_freq_mask=4),
     # the README configuration (~3.2M parameters): trains on 2 CPU cores
-    "small": dict(dim=256, depth=4, heads=4, dim_head=64, spec_n_fft=512, spec_win_length=400, spec_hop_length=160,
+    "small": dict(dim=256, depth=4, heads=4, dim_head=64, spec_n_fft=1024, spec_win_length=1024, spec_hop_length=256,
                   n_mels=64, patch_size=(16, 16)),
     "base": dict(dim=512, depth=6, heads=8, dim_head=64, spec_n_fft=1024, spec_win_length=800, spec_hop_length=160,
                  n_mels=128, patch_size=(16, 16)),
