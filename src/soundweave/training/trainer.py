@@ -11,7 +11,8 @@ decay, EMA, periodic `eval_fn(model, step) -> {metric: float}` (on the EMA weigh
 `log.csv`/`eval.csv`, a progress bar with loss and speed, and atomic checkpoints every `save_every`
 steps. A step is one optimizer update (= `grad_accum` micro-batches).
 
-Under `accelerate launch --num_processes N` it runs unchanged: each process gets a different shard of
+Under `accelerate launch --multi_gpu --num_processes N` (without GPUs it starts N CPU processes on gloo) it
+runs unchanged: each process gets a different shard of
 every global batch and gradients are averaged.
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.data_loader import skip_first_batches
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from safetensors.torch import load_model, save_model
 from torch import nn
@@ -155,6 +157,10 @@ class Trainer:
         self.step_fn, self.eval_fn, self.on_save = step_fn, eval_fn, on_save
         if len(train_dataset) == 0:
             raise ConfigError("the training dataset is empty")
+        # Accelerate keeps its settings in process-wide singletons; start each Trainer from a clean slate so
+        # one run's precision/accumulation never leaks into the next (one Trainer at a time per process).
+        AcceleratorState._reset_state()
+        GradientState._reset_state()
         # global batches are split across processes (split_batches keeps the global batch size fixed)
         self.accelerator = Accelerator(mixed_precision=MIXED_PRECISION[config.mixed_precision],
                                        gradient_accumulation_steps=config.grad_accum, cpu=config.cpu,
@@ -272,12 +278,10 @@ class Trainer:
         cfg, acc = self.config, self.accelerator
         if resume:
             folder = latest_checkpoint(self.out_dir) if resume is True else Path(resume)
-            if folder is not None:
+            if folder is not None:  # resume=True with no checkpoint yet starts from scratch
                 self.load_checkpoint(folder)
                 if self.is_main and cfg.progress:
                     print(f"resumed from {folder} at step {self.step}")
-            elif resume is not True:
-                raise CheckpointError(f"no checkpoint at {str(resume)!r}")
         result = TrainResult(step=self.step)
         train_log = _CsvLog(self.out_dir / "log.csv") if self.is_main else None
         eval_log = _CsvLog(self.out_dir / "eval.csv") if self.is_main else None
