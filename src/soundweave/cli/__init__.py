@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "soundweave.cli.audio",
     "soundweave.cli.demo",
     "soundweave.cli.mulan",
+    "soundweave.cli.codec",
 ]
 
 for _name in COMMAND_MODULES:
