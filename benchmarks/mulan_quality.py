@@ -43,7 +43,9 @@ def ensure_corpus(folder: Path, n: int, sr: int, seed: int) -> Path:
 
 def run_tower(args, tower: str, corpus: Path) -> dict:
     seed_everything(args.seed)
-    train_set = CaptionedAudioDataset(corpus, split="train", sample_rate=args.sample_rate, seconds=4.0, crop="random")
+    train_set = CaptionedAudioDataset(
+        corpus, split="train", sample_rate=args.sample_rate, seconds=4.0, crop="random"
+    )
     model = build_mulan(tower, args.size, args.sample_rate, captions=train_set.captions)
     cache = None
     if tower != "scratch":
@@ -55,9 +57,18 @@ def run_tower(args, tower: str, corpus: Path) -> dict:
         cache_time = 0.0
     evaluator = MuLaNEvaluator(corpus, split="test", sample_rate=args.sample_rate, seconds=4.0, max_clips=200)
     out = Path(args.out) / tower
-    cfg = TrainerConfig(out_dir=str(out), max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-                        warmup_steps=args.warmup, mixed_precision="bf16" if args.precision == "bf16" else "no",
-                        log_every=10, seed=args.seed, progress=False, lr_schedule="cosine")
+    cfg = TrainerConfig(
+        out_dir=str(out),
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        mixed_precision="bf16" if args.precision == "bf16" else "no",
+        log_every=10,
+        seed=args.seed,
+        progress=False,
+        lr_schedule="cosine",
+    )
     trainer = Trainer(model, ClipCache(train_set), mulan_step_fn(cache), cfg, collate_fn=collate_audio)
     curve, spent, budget = [], cache_time, args.minutes * 60.0
     next_eval = args.eval_every_min * 60.0
@@ -69,24 +80,43 @@ def run_tower(args, tower: str, corpus: Path) -> dict:
         if spent >= next_eval or spent >= budget or trainer.step >= args.max_steps:
             next_eval += args.eval_every_min * 60.0
             metrics = evaluator(trainer.eval_model, cache)
-            point = {"train_time_s": round(spent, 1), "step": trainer.step,
-                     "loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4),
-                     **{k: round(v, 4) for k, v in metrics.items() if not k.endswith("_chance")}}
+            point = {
+                "train_time_s": round(spent, 1),
+                "step": trainer.step,
+                "loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4),
+                **{k: round(v, 4) for k, v in metrics.items() if not k.endswith("_chance")},
+            }
             curve.append(point)
             print(json.dumps({"tower": tower, **point}), flush=True)
     final = curve[-1]
-    reached = [p for p in curve if p.get("zero_shot_instrument_acc", 0) >= GOAL_INSTRUMENT
-               and p["text_to_audio_R@10"] >= GOAL_R10]
-    return {"tower": tower, "text_frozen": cache is not None, "parameters": model.num_parameters(),
-            "trainable_parameters": model.num_parameters(trainable_only=True), "text_cache_time_s": round(cache_time, 1),
-            "final": final, "goal_met": bool(reached), "time_to_goal_s": reached[0]["train_time_s"] if reached else None,
-            "curve": curve}
+    reached = [
+        p
+        for p in curve
+        if p.get("zero_shot_instrument_acc", 0) >= GOAL_INSTRUMENT and p["text_to_audio_R@10"] >= GOAL_R10
+    ]
+    return {
+        "tower": tower,
+        "text_frozen": cache is not None,
+        "parameters": model.num_parameters(),
+        "trainable_parameters": model.num_parameters(trainable_only=True),
+        "text_cache_time_s": round(cache_time, 1),
+        "final": final,
+        "goal_met": bool(reached),
+        "time_to_goal_s": reached[0]["train_time_s"] if reached else None,
+        "curve": curve,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", default="/tmp/sw_mulan_corpus", help="corpus folder (rendered if missing)")
-    parser.add_argument("--n", type=int, default=2500, help="clips to render if the corpus is missing (80%% train)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--corpus", default="/tmp/sw_mulan_corpus", help="corpus folder (rendered if missing)"
+    )
+    parser.add_argument(
+        "--n", type=int, default=2500, help="clips to render if the corpus is missing (80%% train)"
+    )
     parser.add_argument("--out", default="/tmp/sw_mulan_quality", help="training runs go here")
     parser.add_argument("--towers", default="minilm,scratch")
     parser.add_argument("--minutes", type=float, default=30.0, help="training-time budget per tower")
@@ -105,10 +135,25 @@ def main() -> None:
     corpus = ensure_corpus(Path(args.corpus), args.n, args.sample_rate, seed=1)
     splits = {s: len(read_manifest(corpus, s)) for s in ("train", "valid", "test")}
     results = [run_tower(args, t.strip(), corpus) for t in args.towers.split(",") if t.strip()]
-    print(json.dumps({"benchmark": "mulan_quality", "corpus": str(corpus), "splits": splits, "threads": torch.get_num_threads(),
-                      "cpu_count": os.cpu_count(), "config": vars(args),
-                      "goal": {"zero_shot_instrument_acc": GOAL_INSTRUMENT, "text_to_audio_R@10": GOAL_R10,
-                               "minutes": 30}, "results": results}, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "mulan_quality",
+                "corpus": str(corpus),
+                "splits": splits,
+                "threads": torch.get_num_threads(),
+                "cpu_count": os.cpu_count(),
+                "config": vars(args),
+                "goal": {
+                    "zero_shot_instrument_acc": GOAL_INSTRUMENT,
+                    "text_to_audio_R@10": GOAL_R10,
+                    "minutes": 30,
+                },
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

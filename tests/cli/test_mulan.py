@@ -31,8 +31,22 @@ def last_json(text: str) -> dict:
 
 def test_train_resume_eval_embed(corpus, tmp_path):
     run = tmp_path / "run"
-    common = ["train", "mulan", "--data", corpus, "--out", run, "--text-tower", "scratch", "--size", "tiny",
-              "--batch-size", "4", "--seconds", "1.0"]
+    common = [
+        "train",
+        "mulan",
+        "--data",
+        corpus,
+        "--out",
+        run,
+        "--text-tower",
+        "scratch",
+        "--size",
+        "tiny",
+        "--batch-size",
+        "4",
+        "--seconds",
+        "1.0",
+    ]
     invoke([*common, "--steps", "2", "--save-every", "2"])
     assert (run / "model" / "config.json").is_file() and (run / "checkpoints").is_dir()
     resumed = invoke([*common, "--steps", "4", "--resume", "--bf16", "--eval-every", "2"])
@@ -42,8 +56,16 @@ def test_train_resume_eval_embed(corpus, tmp_path):
 
     result = invoke(["eval", "mulan", "--model", run / "model", "--data", corpus, "--seconds", "1.0"])
     metrics = json.loads(result.stdout)
-    for key in ("text_to_audio_R@1", "text_to_audio_R@5", "text_to_audio_R@10", "audio_to_text_R@1",
-                "audio_to_text_R@10", "zero_shot_instrument_acc", "zero_shot_tempo_acc", "zero_shot_mode_acc"):
+    for key in (
+        "text_to_audio_R@1",
+        "text_to_audio_R@5",
+        "text_to_audio_R@10",
+        "audio_to_text_R@1",
+        "audio_to_text_R@10",
+        "zero_shot_instrument_acc",
+        "zero_shot_tempo_acc",
+        "zero_shot_mode_acc",
+    ):
         assert 0.0 <= metrics[key] <= 1.0
 
     files = sorted((corpus / "audio").glob("*.wav"))[:2]
@@ -61,8 +83,18 @@ def test_bad_input_is_one_error_line(tmp_path, corpus):
         main(["eval", "mulan", "--model", str(tmp_path / "nope"), "--data", str(corpus)])
     assert exc.value.code == 1
     with pytest.raises(SystemExit) as exc:
-        main(["train", "mulan", "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "o"),
-              "--text-tower", "scratch"])
+        main(
+            [
+                "train",
+                "mulan",
+                "--data",
+                str(tmp_path / "nodata"),
+                "--out",
+                str(tmp_path / "o"),
+                "--text-tower",
+                "scratch",
+            ]
+        )
     assert exc.value.code == 1
 
 
@@ -74,7 +106,9 @@ def test_demo_step_retrieves(corpus, tmp_path):
     demo(ctx, steps=3, batch_size=4, size="tiny", top_k=2, queries=("a slow piano melody", "fast drums"))
     report = json.loads((tmp_path / "demo" / "mulan" / "retrieval.json").read_text())
     assert [q["query"] for q in report["queries"]] == ["a slow piano melody", "fast drums"]
-    assert all(len(q["results"]) == 2 and q["results"][0]["score"] >= q["results"][1]["score"]
-               for q in report["queries"])
+    assert all(
+        len(q["results"]) == 2 and q["results"][0]["score"] >= q["results"][1]["score"]
+        for q in report["queries"]
+    )
     assert "text_to_audio_R@10" in report["test_metrics"]
     assert {step for step, _, _ in ctx.outputs} == {"mulan"}

@@ -3,22 +3,39 @@ import json
 import pytest
 import torch
 
-from soundweave import AudioSpectrogramTransformer, MuLaN, MuLaNEmbedQuantizer, PretrainedTextTransformer, TextTransformer
+from soundweave import (
+    AudioSpectrogramTransformer,
+    MuLaN,
+    MuLaNEmbedQuantizer,
+    PretrainedTextTransformer,
+    TextTransformer,
+)
 from soundweave.audio import resample
 from soundweave.errors import ConfigError, EmptyAudioError, NonFiniteAudioError, ShapeError
 from soundweave.models.base import load_pretrained
 from soundweave.models.tokenizers import ByteTokenizer, CaptionTokenizer, check_texts
 
 SR = 16000
-AST_KW = dict(dim=32, depth=1, heads=2, dim_head=16, spec_n_fft=256, spec_win_length=256, spec_hop_length=64,
-              n_mels=32, patch_size=(16, 8), max_seconds=1.0)
+AST_KW = dict(
+    dim=32,
+    depth=1,
+    heads=2,
+    dim_head=16,
+    spec_n_fft=256,
+    spec_win_length=256,
+    spec_hop_length=64,
+    n_mels=32,
+    patch_size=(16, 8),
+    max_seconds=1.0,
+)
 
 
 def tiny_mulan(loss="infonce", tokenizer=None, num_tokens=300) -> MuLaN:
     torch.manual_seed(0)
     audio = AudioSpectrogramTransformer(**AST_KW)
-    text = TextTransformer(dim=32, depth=1, heads=2, dim_head=16, num_tokens=num_tokens, max_seq_len=24,
-                           tokenizer=tokenizer)
+    text = TextTransformer(
+        dim=32, depth=1, heads=2, dim_head=16, num_tokens=num_tokens, max_seq_len=24, tokenizer=tokenizer
+    )
     return MuLaN(audio, text, dim_latent=16, loss=loss)
 
 
@@ -28,8 +45,15 @@ def noise(b, t, seed=0):
 
 def test_required_usage_exactly():
     torch.manual_seed(0)
-    audio_transformer = AudioSpectrogramTransformer(dim=512, depth=6, heads=8, dim_head=64,
-                                                    spec_n_fft=128, spec_win_length=24, spec_aug_stretch_factor=0.8)
+    audio_transformer = AudioSpectrogramTransformer(
+        dim=512,
+        depth=6,
+        heads=8,
+        dim_head=64,
+        spec_n_fft=128,
+        spec_win_length=24,
+        spec_aug_stretch_factor=0.8,
+    )
     text_transformer = TextTransformer(dim=512, depth=6, heads=8, dim_head=64)
     mulan = MuLaN(audio_transformer=audio_transformer, text_transformer=text_transformer)
     wavs = torch.randn(2, 1024)
@@ -43,8 +67,9 @@ def test_required_usage_exactly():
     assert torch.allclose(embeds.norm(dim=-1), torch.ones(2), atol=1e-5)
     assert mulan.get_text_latents(texts).shape == (2, 128)
     assert mulan.get_text_latents(raw_texts=["a slow piano melody"]).shape == (1, 128)
-    quantizer = MuLaNEmbedQuantizer(mulan=mulan, conditioning_dims=(1024, 1024, 1024),
-                                    namespaces=("semantic", "coarse", "acoustic"))
+    quantizer = MuLaNEmbedQuantizer(
+        mulan=mulan, conditioning_dims=(1024, 1024, 1024), namespaces=("semantic", "coarse", "acoustic")
+    )
     conds = quantizer(wavs=wavs, namespace="semantic")
     assert conds.shape == (2, 8, 1024)
     assert quantizer(texts=texts, namespace="coarse").shape == (2, 8, 1024)
@@ -212,8 +237,11 @@ def test_save_load_scratch(tmp_path):
         assert isinstance(loaded, MuLaN) and isinstance(loaded.text.tokenizer, CaptionTokenizer)
         with torch.no_grad():
             assert torch.allclose(loaded.get_audio_latents(wav), mulan.get_audio_latents(wav), atol=1e-6)
-            assert torch.allclose(loaded.get_text_latents(raw_texts=["a slow piano"]),
-                                  mulan.get_text_latents(raw_texts=["a slow piano"]), atol=1e-6)
+            assert torch.allclose(
+                loaded.get_text_latents(raw_texts=["a slow piano"]),
+                mulan.get_text_latents(raw_texts=["a slow piano"]),
+                atol=1e-6,
+            )
     ast_dir = mulan.audio.save_pretrained(tmp_path / "ast")
     ast = AudioSpectrogramTransformer.from_pretrained(ast_dir)
     assert ast.config == mulan.audio.config
@@ -235,8 +263,9 @@ def test_pretrained_text_tower_frozen_and_persistent(tmp_path, minilm_tower):
     with torch.no_grad():
         before = mulan.get_text_latents(raw_texts=["a slow piano melody", "fast drums"])
     # a real sentence encoder: related captions are closer than unrelated ones
-    f = torch.nn.functional.normalize(tower.embed_texts(["a slow piano melody", "a slow piano tune", "loud drums"]),
-                                      dim=-1)
+    f = torch.nn.functional.normalize(
+        tower.embed_texts(["a slow piano melody", "a slow piano tune", "loud drums"]), dim=-1
+    )
     assert f[0] @ f[1] > f[0] @ f[2]
     folder = mulan.save_pretrained(tmp_path / "m")
     assert (folder / "text_tokenizer" / "tokenizer.json").is_file()
@@ -264,8 +293,13 @@ def test_pretrained_text_tower_unfrozen_trains(minilm_tower):
 
 def test_embed_quantizer(tmp_path):
     mulan = tiny_mulan()
-    q = MuLaNEmbedQuantizer(mulan, conditioning_dims=(24, 40), rq_num_quantizers=3, codebook_size=16,
-                            namespaces=("semantic", "coarse"))
+    q = MuLaNEmbedQuantizer(
+        mulan,
+        conditioning_dims=(24, 40),
+        rq_num_quantizers=3,
+        codebook_size=16,
+        namespaces=("semantic", "coarse"),
+    )
     assert not mulan.training  # MuLaN is frozen inside
     wavs = noise(20, 4000)
     with torch.no_grad():

@@ -36,10 +36,12 @@ def test_decoupled_removes_positive_from_denominator():
     i = 2
     negatives = torch.cat([logits[i, :i], logits[i, i + 1 :]])
     row = torch.logsumexp(negatives, 0) - logits[i, i]
-    rows = torch.stack([torch.logsumexp(torch.cat([logits[r, :r], logits[r, r + 1 :]]), 0) - logits[r, r]
-                        for r in range(4)])
-    cols = torch.stack([torch.logsumexp(torch.cat([logits[:c, c], logits[c + 1 :, c]]), 0) - logits[c, c]
-                        for c in range(4)])
+    rows = torch.stack(
+        [torch.logsumexp(torch.cat([logits[r, :r], logits[r, r + 1 :]]), 0) - logits[r, r] for r in range(4)]
+    )
+    cols = torch.stack(
+        [torch.logsumexp(torch.cat([logits[:c, c], logits[c + 1 :, c]]), 0) - logits[c, c] for c in range(4)]
+    )
     assert torch.allclose(rows[i], row)
     assert torch.allclose(decoupled_contrastive(logits), 0.5 * (rows.mean() + cols.mean()), atol=1e-6)
     # unlike InfoNCE it is not bounded below by 0: a confident positive drives it negative

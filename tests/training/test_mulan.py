@@ -26,8 +26,17 @@ def corpus(tmp_path_factory):
 
 def tiny_model(seed=0):
     torch.manual_seed(seed)
-    audio = AudioSpectrogramTransformer(dim=32, depth=1, heads=2, dim_head=16, spec_n_fft=256, spec_win_length=256,
-                                        spec_hop_length=64, n_mels=32, patch_size=(16, 8))
+    audio = AudioSpectrogramTransformer(
+        dim=32,
+        depth=1,
+        heads=2,
+        dim_head=16,
+        spec_n_fft=256,
+        spec_win_length=256,
+        spec_hop_length=64,
+        n_mels=32,
+        patch_size=(16, 8),
+    )
     text = TextTransformer(dim=32, depth=1, heads=2, dim_head=16, num_tokens=300, max_seq_len=32)
     return MuLaN(audio, text, dim_latent=16)
 
@@ -35,8 +44,19 @@ def tiny_model(seed=0):
 def test_tiny_mulan_learns(corpus, tmp_path):
     """Proof that it learns: the loss falls clearly below chance (ln batch) and retrieval on the training
     clips beats chance."""
-    config = MuLaNTrainConfig(data=str(corpus), out=str(tmp_path / "run"), text_tower="scratch", size="tiny",
-                              steps=80, batch_size=8, lr=2e-3, warmup_steps=5, seconds=1.5, progress=False, seed=0)
+    config = MuLaNTrainConfig(
+        data=str(corpus),
+        out=str(tmp_path / "run"),
+        text_tower="scratch",
+        size="tiny",
+        steps=80,
+        batch_size=8,
+        lr=2e-3,
+        warmup_steps=5,
+        seconds=1.5,
+        progress=False,
+        seed=0,
+    )
     result = train_mulan(config)
     losses = result.train.losses
     chance = math.log(8)
@@ -96,8 +116,14 @@ def test_clip_cache_and_evaluator(corpus):
     assert item["audio"].shape == (16000,) and item["mask"].all() and 0 in cache.cache
     assert cache.cache[0].dtype == torch.float16
     metrics = evaluate_mulan(tiny_model(), corpus, split="test", seconds=1.5)
-    for key in ("text_to_audio_R@1", "text_to_audio_R@10", "audio_to_text_R@5", "zero_shot_instrument_acc",
-                "zero_shot_tempo_acc", "zero_shot_mode_acc"):
+    for key in (
+        "text_to_audio_R@1",
+        "text_to_audio_R@10",
+        "audio_to_text_R@5",
+        "zero_shot_instrument_acc",
+        "zero_shot_tempo_acc",
+        "zero_shot_mode_acc",
+    ):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["zero_shot_tempo_chance"] == pytest.approx(1 / 3)
     assert metrics["zero_shot_mode_chance"] == pytest.approx(1 / 2)
@@ -111,4 +137,6 @@ def test_bad_training_config(tmp_path):
     with pytest.raises(ConfigError):
         MuLaNTrainConfig(data="x", out="y", precision="fp16")
     with pytest.raises(DataError):
-        train_mulan(MuLaNTrainConfig(data=str(tmp_path / "missing"), out=str(tmp_path / "o"), text_tower="scratch"))
+        train_mulan(
+            MuLaNTrainConfig(data=str(tmp_path / "missing"), out=str(tmp_path / "o"), text_tower="scratch")
+        )

@@ -14,25 +14,38 @@ from .groups import app, eval_app, train_app
 
 @train_app.command("mulan")
 def train_mulan_cmd(
-    data: Path = typer.Option(..., "--data", help="Manifest folder (audio + captions.jsonl), e.g. from `soundweave data synth`."),
-    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, log.csv, eval.csv and the final model/."),
-    text_tower: str = typer.Option("minilm", "--text-tower",
-                                   help="'minilm' (pretrained all-MiniLM-L6-v2, offline, frozen), 'scratch' "
-                                        "(a TextTransformer with a BPE trained on the captions), or an HF id/folder."),
+    data: Path = typer.Option(
+        ..., "--data", help="Manifest folder (audio + captions.jsonl), e.g. from `soundweave data synth`."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Run folder: checkpoints, log.csv, eval.csv and the final model/."
+    ),
+    text_tower: str = typer.Option(
+        "minilm",
+        "--text-tower",
+        help="'minilm' (pretrained all-MiniLM-L6-v2, offline, frozen), 'scratch' "
+        "(a TextTransformer with a BPE trained on the captions), or an HF id/folder.",
+    ),
     steps: int = typer.Option(2000, "--steps", help="Optimizer steps."),
     batch_size: int = typer.Option(64, "--batch-size", help="Clips per step (the in-batch negatives)."),
-    grad_accum: int = typer.Option(1, "--grad-accum",
-                                   help="Micro-batches per step; each micro-batch only sees its own negatives."),
-    grad_cache_chunk: int = typer.Option(0, "--grad-cache-chunk",
-                                         help="GradCache: negatives over the whole batch, activations for this many "
-                                              "clips at a time (0 = off)."),
+    grad_accum: int = typer.Option(
+        1, "--grad-accum", help="Micro-batches per step; each micro-batch only sees its own negatives."
+    ),
+    grad_cache_chunk: int = typer.Option(
+        0,
+        "--grad-cache-chunk",
+        help="GradCache: negatives over the whole batch, activations for this many "
+        "clips at a time (0 = off).",
+    ),
     size: str = typer.Option("small", "--size", help="Model size preset: tiny | small | base."),
     lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
     seconds: float = typer.Option(4.0, "--seconds", help="Training window length (random crop) in seconds."),
     loss: str = typer.Option("infonce", "--loss", help="Contrastive loss: infonce | decoupled | sigmoid."),
     bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast (about 4x faster matmuls on CPU)."),
     ema: float = typer.Option(0.0, "--ema", help="EMA decay of the published weights (0 = off, e.g. 0.999)."),
-    eval_every: int = typer.Option(0, "--eval-every", help="Evaluate on the valid split every K steps (0 = off)."),
+    eval_every: int = typer.Option(
+        0, "--eval-every", help="Evaluate on the valid split every K steps (0 = off)."
+    ),
     save_every: int = typer.Option(0, "--save-every", help="Checkpoint every K steps (0 = only at the end)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
     seed: int = typer.Option(0, "--seed", help="Seed for data order and initialisation."),
@@ -42,13 +55,31 @@ def train_mulan_cmd(
     from ..training.mulan import MuLaNTrainConfig, train_mulan
 
     seed_everything(seed)
-    config = MuLaNTrainConfig(data=str(data), out=str(out), text_tower=text_tower, size=size, steps=steps,
-                              batch_size=batch_size, grad_accum=grad_accum, grad_cache_chunk=grad_cache_chunk or None,
-                              lr=lr, seconds=seconds, loss=loss, precision="bf16" if bf16 else "fp32",
-                              ema_decay=ema or None, eval_every=eval_every, save_every=save_every or steps,
-                              resume=resume, seed=seed)
+    config = MuLaNTrainConfig(
+        data=str(data),
+        out=str(out),
+        text_tower=text_tower,
+        size=size,
+        steps=steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        grad_cache_chunk=grad_cache_chunk or None,
+        lr=lr,
+        seconds=seconds,
+        loss=loss,
+        precision="bf16" if bf16 else "fp32",
+        ema_decay=ema or None,
+        eval_every=eval_every,
+        save_every=save_every or steps,
+        resume=resume,
+        seed=seed,
+    )
     result = train_mulan(config)
-    summary = {"step": result.train.step, "last_loss": result.train.last_loss, "elapsed_s": round(result.train.elapsed, 1)}
+    summary = {
+        "step": result.train.step,
+        "last_loss": result.train.last_loss,
+        "elapsed_s": round(result.train.elapsed, 1),
+    }
     if result.evals:
         summary["last_eval"] = result.evals[-1]
     print_json(summary)
@@ -60,7 +91,9 @@ def eval_mulan_cmd(
     model: Path = typer.Option(..., "--model", help="A MuLaN folder (config.json + model.safetensors)."),
     data: Path = typer.Option(..., "--data", help="Manifest folder with a test split."),
     split: str = typer.Option("test", "--split", help="Split to evaluate: train | valid | test."),
-    max_clips: int = typer.Option(200, "--max-clips", help="Evaluate on the first N clips of the split (0 = all)."),
+    max_clips: int = typer.Option(
+        200, "--max-clips", help="Evaluate on the first N clips of the split (0 = all)."
+    ),
     seconds: float = typer.Option(4.0, "--seconds", help="Window (from the start) of each clip in seconds."),
 ) -> None:
     """Print JSON: text->audio and audio->text R@1/5/10, and zero-shot accuracy per tag (instrument, tempo,
@@ -78,7 +111,9 @@ def embed_cmd(
     files: list[Path] = typer.Argument(..., help="Audio files to embed."),
     model: Path = typer.Option(..., "--model", help="A MuLaN folder."),
     out: Path = typer.Option(Path("embeddings"), "--out", help="Folder for one <name>.npy per file."),
-    text: list[str] = typer.Option([], "--text", help="Also embed this caption (repeatable); writes texts.npy."),
+    text: list[str] = typer.Option(
+        [], "--text", help="Also embed this caption (repeatable); writes texts.npy."
+    ),
 ) -> None:
     """Write MuLaN audio embeddings (unit-norm, dim_latent floats) as .npy; long files are windowed."""
     import numpy as np
@@ -112,12 +147,24 @@ def embed_cmd(
 
 # -- demo -------------------------------------------------------------------------------------------------
 
-DEMO_QUERIES = ("a slow piano melody", "fast rock drums", "a deep bassline", "a flute playing a bright tune",
-                "a distorted guitar")
+DEMO_QUERIES = (
+    "a slow piano melody",
+    "fast rock drums",
+    "a deep bassline",
+    "a flute playing a bright tune",
+    "a distorted guitar",
+)
 
 
-def demo(ctx, steps: int = 150, batch_size: int = 32, size: str = "small", top_k: int = 3,
-         queries: tuple[str, ...] = DEMO_QUERIES, text_tower: str = "minilm") -> None:
+def demo(
+    ctx,
+    steps: int = 150,
+    batch_size: int = 32,
+    size: str = "small",
+    top_k: int = 3,
+    queries: tuple[str, ...] = DEMO_QUERIES,
+    text_tower: str = "minilm",
+) -> None:
     """Train MuLaN briefly on the demo corpus, then retrieve clips for a few text queries."""
     import torch
 
@@ -126,38 +173,70 @@ def demo(ctx, steps: int = 150, batch_size: int = 32, size: str = "small", top_k
 
     corpus = ctx.need_corpus()
     out = ctx.step_dir("mulan")
-    config = MuLaNTrainConfig(data=str(corpus), out=str(out / "run"), text_tower=text_tower, size=size, steps=steps,
-                              batch_size=batch_size, lr=1e-3, warmup_steps=steps // 10, precision="bf16",
-                              seed=ctx.seed, progress=True)
+    config = MuLaNTrainConfig(
+        data=str(corpus),
+        out=str(out / "run"),
+        text_tower=text_tower,
+        size=size,
+        steps=steps,
+        batch_size=batch_size,
+        lr=1e-3,
+        warmup_steps=steps // 10,
+        precision="bf16",
+        seed=ctx.seed,
+        progress=True,
+    )
     try:
         result = train_mulan(config)
     except DataError as exc:
         raise ConfigError(f"the MuLaN demo step needs a corpus with a train split: {exc}") from exc
     mulan = result.model.eval()
-    ctx.add_output("mulan", f"MuLaN trained for {result.train.step} steps ({text_tower} text tower)", result.model_dir)
+    ctx.add_output(
+        "mulan", f"MuLaN trained for {result.train.step} steps ({text_tower} text tower)", result.model_dir
+    )
     # rank every clip of the corpus (all splits) for each query
-    clips = CaptionedAudioDataset(corpus, split=None, sample_rate=mulan.sample_rate, seconds=4.0, crop="start")
+    clips = CaptionedAudioDataset(
+        corpus, split=None, sample_rate=mulan.sample_rate, seconds=4.0, crop="start"
+    )
     batch = collate_audio([clips[i] for i in range(len(clips))])
     with torch.no_grad():
-        audio = torch.cat([mulan.get_audio_latents(batch["audio"][i : i + 32], mask=batch["mask"][i : i + 32])
-                           for i in range(0, len(clips), 32)])
+        audio = torch.cat(
+            [
+                mulan.get_audio_latents(batch["audio"][i : i + 32], mask=batch["mask"][i : i + 32])
+                for i in range(0, len(clips), 32)
+            ]
+        )
         text = mulan.get_text_latents(raw_texts=list(queries))
     sims = text @ audio.t()
     ranked = []
     for qi, query in enumerate(queries):
         top = sims[qi].topk(min(top_k, len(clips)))
-        hits = [{"rank": r + 1, "score": round(float(s), 4), "path": clips.records[int(i)].path,
-                 "caption": clips.records[int(i)].caption, "instrument": clips.records[int(i)].tags.get("instrument")}
-                for r, (s, i) in enumerate(zip(top.values, top.indices, strict=True))]
+        hits = [
+            {
+                "rank": r + 1,
+                "score": round(float(s), 4),
+                "path": clips.records[int(i)].path,
+                "caption": clips.records[int(i)].caption,
+                "instrument": clips.records[int(i)].tags.get("instrument"),
+            }
+            for r, (s, i) in enumerate(zip(top.values, top.indices, strict=True))
+        ]
         ranked.append({"query": query, "results": hits})
         console.print(f"[bold]{query!r}[/bold]")
         for hit in hits:
             console.print(f"  {hit['rank']}. {hit['score']:+.3f}  {hit['path']}  - {hit['caption']}")
     metrics = evaluate_mulan(mulan, corpus, split="test", max_clips=200)
-    console.print("held-out test split: " + ", ".join(f"{k}={v:.3g}" for k, v in metrics.items()
-                                                      if not k.endswith("_chance")))
-    report = {"queries": ranked, "test_metrics": metrics, "train_steps": result.train.step,
-              "train_seconds": round(result.train.elapsed, 1), "model": str(result.model_dir)}
+    console.print(
+        "held-out test split: "
+        + ", ".join(f"{k}={v:.3g}" for k, v in metrics.items() if not k.endswith("_chance"))
+    )
+    report = {
+        "queries": ranked,
+        "test_metrics": metrics,
+        "train_steps": result.train.step,
+        "train_seconds": round(result.train.elapsed, 1),
+        "model": str(result.model_dir),
+    }
     path = out / "retrieval.json"
     path.write_text(json.dumps(report, indent=2))
     ctx.add_output("mulan", f"top-{top_k} clips for {len(queries)} text queries + test metrics", path)

@@ -58,7 +58,9 @@ def sincos_2d(h: int, w: int, dim: int, device=None, temperature: float = 10000.
     if dim % 4:
         raise ConfigError(f"2-D sin-cos positions need dim divisible by 4, got {dim}")
     y, x = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-    omega = 1.0 / temperature ** (torch.arange(dim // 4, device=device, dtype=torch.float32) / (dim // 4 - 1 or 1))
+    omega = 1.0 / temperature ** (
+        torch.arange(dim // 4, device=device, dtype=torch.float32) / (dim // 4 - 1 or 1)
+    )
     y = y.flatten().float()[:, None] * omega[None, :]
     x = x.flatten().float()[:, None] * omega[None, :]
     return torch.cat((x.sin(), x.cos(), y.sin(), y.cos()), dim=1)
@@ -84,8 +86,10 @@ def _as_batch(wavs, mask):
         mask = mask[None] if mask is not None and mask.ndim == 1 else mask
     if mask is not None:
         if not isinstance(mask, torch.Tensor) or mask.shape != wavs.shape:
-            raise ShapeError(f"mask must be a bool tensor shaped like wavs {tuple(wavs.shape)}, got "
-                             f"{None if not isinstance(mask, torch.Tensor) else tuple(mask.shape)}")
+            raise ShapeError(
+                f"mask must be a bool tensor shaped like wavs {tuple(wavs.shape)}, got "
+                f"{None if not isinstance(mask, torch.Tensor) else tuple(mask.shape)}"
+            )
         mask = mask.bool()
     return wavs, mask
 
@@ -136,13 +140,17 @@ class ASTConfig:
         if self.n_mels is None:
             self.n_mels = min(64, self.spec_n_fft // 4)
         if len(self.patch_size) != 2 or min(self.patch_size) < 1:
-            raise ConfigError(f"patch_size must be two positive ints (mel bins, frames), got {self.patch_size}")
+            raise ConfigError(
+                f"patch_size must be two positive ints (mel bins, frames), got {self.patch_size}"
+            )
         if self.dim % 4:
             raise ConfigError(f"AST dim must be divisible by 4 (2-D sin-cos positions), got {self.dim}")
         if not 0.0 <= self.patch_dropout < 1.0:
             raise ConfigError(f"patch_dropout must be in [0, 1), got {self.patch_dropout}")
         if self.spec_aug_stretch_factor is not None and not 0 < self.spec_aug_stretch_factor <= 1:
-            raise ConfigError(f"spec_aug_stretch_factor must be in (0, 1] or None, got {self.spec_aug_stretch_factor}")
+            raise ConfigError(
+                f"spec_aug_stretch_factor must be in (0, 1] or None, got {self.spec_aug_stretch_factor}"
+            )
         if self.max_seconds <= 0:
             raise ConfigError(f"max_seconds must be positive, got {self.max_seconds}")
         check_sample_rate(self.sample_rate)
@@ -159,8 +167,15 @@ class AudioSpectrogramTransformer(PretrainedModel):
         super().__init__()
         self.config = c = ASTConfig(dim=dim, depth=depth, heads=heads, dim_head=dim_head, **kwargs)
         self.dim = c.dim
-        self.mel = MelSpectrogram(MelConfig(sample_rate=c.sample_rate, n_fft=c.spec_n_fft, hop_length=c.spec_hop_length,
-                                            win_length=c.spec_win_length, n_mels=c.n_mels))
+        self.mel = MelSpectrogram(
+            MelConfig(
+                sample_rate=c.sample_rate,
+                n_fft=c.spec_n_fft,
+                hop_length=c.spec_hop_length,
+                win_length=c.spec_win_length,
+                n_mels=c.n_mels,
+            )
+        )
         pf, pt = c.patch_size
         self.to_patch = nn.Sequential(nn.Linear(pf * pt, c.dim), nn.LayerNorm(c.dim))
         self.transformer = Transformer(c.dim, c.depth, c.heads, c.dim_head, c.ff_mult, c.dropout)
@@ -195,9 +210,11 @@ class AudioSpectrogramTransformer(PretrainedModel):
         lengths = mask.sum(-1) if mask is not None else torch.full((wavs.shape[0],), wavs.shape[-1])
         short = (lengths < self.min_samples).nonzero().flatten().tolist()
         if short:
-            raise ShapeError(f"audio item(s) {short} have {lengths[short[0]].item()} samples, shorter than one patch "
-                             f"({self.min_samples} samples = {self.min_samples / self.sample_rate:.3f} s at "
-                             f"{self.sample_rate} Hz); pad them or drop them")
+            raise ShapeError(
+                f"audio item(s) {short} have {lengths[short[0]].item()} samples, shorter than one patch "
+                f"({self.min_samples} samples = {self.min_samples / self.sample_rate:.3f} s at "
+                f"{self.sample_rate} Hz); pad them or drop them"
+            )
         return wavs, mask
 
     def spectrogram(self, wavs: torch.Tensor, mask: torch.Tensor | None = None):
@@ -210,14 +227,17 @@ class AudioSpectrogramTransformer(PretrainedModel):
         if mask is None:
             frame_mask = torch.ones(wavs.shape[0], frames, dtype=torch.bool, device=wavs.device)
         else:
-            centres = (torch.arange(frames, device=wavs.device) * c.spec_hop_length).clamp(max=wavs.shape[-1] - 1)
+            centres = (torch.arange(frames, device=wavs.device) * c.spec_hop_length).clamp(
+                max=wavs.shape[-1] - 1
+            )
             frame_mask = mask[:, centres]
             # padding frames carry nothing: same values as the patch-grid padding
             mel = mel.masked_fill(~frame_mask[:, None, :], self.floor_value)
         return mel, frame_mask
 
     def spec_augment(self, mel: torch.Tensor, frame_mask: torch.Tensor):
-        """Training-time SpecAugment: time stretch (one rate per batch), frequency and time masks (per item)."""
+        """Training-time SpecAugment: time stretch (one rate per batch), frequency and time masks
+        (per item)."""
         c = self.config
         if c.spec_aug_stretch_factor is not None and c.spec_aug_stretch_factor < 1.0:
             lo, hi = math.log(c.spec_aug_stretch_factor), -math.log(c.spec_aug_stretch_factor)
@@ -258,8 +278,9 @@ class AudioSpectrogramTransformer(PretrainedModel):
         tokens = tokens.gather(1, idx[..., None].expand(-1, -1, tokens.shape[-1]))
         return tokens, patch_mask.gather(1, idx)
 
-    def forward(self, wavs: torch.Tensor, mask: torch.Tensor | None = None,
-                sample_rate: int | None = None) -> torch.Tensor:
+    def forward(
+        self, wavs: torch.Tensor, mask: torch.Tensor | None = None, sample_rate: int | None = None
+    ) -> torch.Tensor:
         wavs, mask = self.prepare(wavs, mask, sample_rate)
         wavs = wavs.to(self.to_patch[0].weight.device)
         mask = mask.to(wavs.device) if mask is not None else None
@@ -300,18 +321,32 @@ class TextTransformer(PretrainedModel):
     `max_seq_len` are truncated. Ids must lie in [0, num_tokens); 0 is padding.
     """
 
-    def __init__(self, dim: int = 512, depth: int = 6, heads: int = 8, dim_head: int = 64, num_tokens: int = 20000,
-                 max_seq_len: int = 512, ff_mult: float = 4.0, dropout: float = 0.0,
-                 tokenizer: ByteTokenizer | CaptionTokenizer | dict | None = None):
+    def __init__(
+        self,
+        dim: int = 512,
+        depth: int = 6,
+        heads: int = 8,
+        dim_head: int = 64,
+        num_tokens: int = 20000,
+        max_seq_len: int = 512,
+        ff_mult: float = 4.0,
+        dropout: float = 0.0,
+        tokenizer: ByteTokenizer | CaptionTokenizer | dict | None = None,
+    ):
         super().__init__()
-        tok = tokenizer if isinstance(tokenizer, (ByteTokenizer, CaptionTokenizer)) else tokenizer_from_config(tokenizer)
+        tok = (
+            tokenizer
+            if isinstance(tokenizer, (ByteTokenizer, CaptionTokenizer))
+            else tokenizer_from_config(tokenizer)
+        )
         if tok.vocab_size > num_tokens:
             raise ConfigError(f"the tokenizer has {tok.vocab_size} ids but num_tokens is {num_tokens}")
         if max_seq_len < 3:
             raise ConfigError(f"max_seq_len must be >= 3, got {max_seq_len}")
         self.tokenizer = tok
-        self.config = TextTransformerConfig(dim, depth, heads, dim_head, num_tokens, max_seq_len, ff_mult, dropout,
-                                            tok.to_config())
+        self.config = TextTransformerConfig(
+            dim, depth, heads, dim_head, num_tokens, max_seq_len, ff_mult, dropout, tok.to_config()
+        )
         self.dim = dim
         self.token_emb = nn.Embedding(num_tokens, dim)
         self.cls = nn.Parameter(torch.randn(dim) * 0.02)
@@ -326,12 +361,21 @@ class TextTransformer(PretrainedModel):
         return ids.to(self.token_emb.weight.device), mask.to(self.token_emb.weight.device)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if not isinstance(ids, torch.Tensor) or ids.ndim != 2 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
-            raise ShapeError(f"token ids must be an integer tensor (B, L), got "
-                             f"{tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__}")
+        if (
+            not isinstance(ids, torch.Tensor)
+            or ids.ndim != 2
+            or ids.dtype.is_floating_point
+            or ids.dtype == torch.bool
+        ):
+            raise ShapeError(
+                f"token ids must be an integer tensor (B, L), got "
+                f"{tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__}"
+            )
         if ids.numel() and (ids.min() < 0 or ids.max() >= self.config.num_tokens):
-            raise ShapeError(f"token ids must lie in [0, {self.config.num_tokens}), got [{int(ids.min())}, "
-                             f"{int(ids.max())}]")
+            raise ShapeError(
+                f"token ids must lie in [0, {self.config.num_tokens}), got [{int(ids.min())}, "
+                f"{int(ids.max())}]"
+            )
         ids = ids[:, : self.config.max_seq_len - 1].to(self.token_emb.weight.device)
         mask = (ids != PAD_ID) if mask is None else mask[:, : ids.shape[1]].to(ids.device).bool()
         x = self.token_emb(ids)
@@ -355,8 +399,15 @@ class PretrainedTextTransformer(PretrainedModel):
     forward(ids (B, L), mask=(B, L)) -> (B, hidden); `embed_texts(list[str])` tokenizes first.
     """
 
-    def __init__(self, name_or_path: str = "minilm", freeze: bool = False, pooling: str = "mean",
-                 max_length: int = 256, hf_config: dict | None = None, _folder: str | None = None):
+    def __init__(
+        self,
+        name_or_path: str = "minilm",
+        freeze: bool = False,
+        pooling: str = "mean",
+        max_length: int = 256,
+        hf_config: dict | None = None,
+        _folder: str | None = None,
+    ):
         super().__init__()
         from transformers import AutoConfig, AutoModel
 
@@ -364,7 +415,12 @@ class PretrainedTextTransformer(PretrainedModel):
 
         if pooling not in ("mean", "cls"):
             raise ConfigError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-        self.source, self.freeze, self.pooling, self.max_length = str(name_or_path), freeze, pooling, max_length
+        self.source, self.freeze, self.pooling, self.max_length = (
+            str(name_or_path),
+            freeze,
+            pooling,
+            max_length,
+        )
         self._folder = _folder
         self._tokenizer = None
         if hf_config is not None:  # rebuilt from our own folder: weights come from model.safetensors
@@ -384,7 +440,12 @@ class PretrainedTextTransformer(PretrainedModel):
         if freeze:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
-        self.config = {"name_or_path": self.source, "freeze": freeze, "pooling": pooling, "max_length": max_length}
+        self.config = {
+            "name_or_path": self.source,
+            "freeze": freeze,
+            "pooling": pooling,
+            "max_length": max_length,
+        }
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -414,13 +475,17 @@ class PretrainedTextTransformer(PretrainedModel):
                 except Exception as exc:
                     raise CheckpointError(
                         f"no tokenizer for the text encoder {self.source!r}: load the model with "
-                        f"MuLaN/PretrainedTextTransformer.from_pretrained(folder) so {TOKENIZER_DIR}/ is used "
-                        f"({type(exc).__name__}: {exc})") from exc
+                        f"MuLaN/PretrainedTextTransformer.from_pretrained(folder) so {TOKENIZER_DIR}/ "
+                        "is used "
+                        f"({type(exc).__name__}: {exc})"
+                    ) from exc
         return self._tokenizer
 
     def tokenize(self, texts) -> tuple[torch.Tensor, torch.Tensor]:
         texts = check_texts(texts)
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         device = next(self.encoder.parameters()).device
         return enc["input_ids"].to(device), enc["attention_mask"].bool().to(device)
 
@@ -469,8 +534,9 @@ class PretrainedTextTransformer(PretrainedModel):
 
 
 def _from_pretrained_with_assets(cls, path_or_id, *, revision=None, **kwargs):
-    folder = resolve_pretrained(path_or_id, revision=revision,
-                                allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, f"{TOKENIZER_DIR}/*"])
+    folder = resolve_pretrained(
+        path_or_id, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, f"{TOKENIZER_DIR}/*"]
+    )
     return PretrainedModel.from_pretrained.__func__(cls, folder, _folder=str(folder), **kwargs)
 
 
@@ -501,9 +567,15 @@ class MuLaN(PretrainedModel):
     get_audio_latents(wavs, sample_rate=None) -> (B, dim_latent); get_text_latents(texts | raw_texts).
     """
 
-    def __init__(self, audio_transformer: AudioSpectrogramTransformer, text_transformer: nn.Module,
-                 dim_latent: int = 128, loss: str = "infonce", temperature_init: float = 10.0,
-                 sigmoid_bias_init: float = -10.0):
+    def __init__(
+        self,
+        audio_transformer: AudioSpectrogramTransformer,
+        text_transformer: nn.Module,
+        dim_latent: int = 128,
+        loss: str = "infonce",
+        temperature_init: float = 10.0,
+        sigmoid_bias_init: float = -10.0,
+    ):
         super().__init__()
         if loss not in LOSSES:
             raise ConfigError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -516,9 +588,15 @@ class MuLaN(PretrainedModel):
         self.dim_latent = dim_latent
         self.audio_to_latents = nn.Linear(self.audio.dim, dim_latent)
         self.text_to_latents = nn.Linear(self.text.dim, dim_latent)
-        self.contrastive = ContrastiveLoss(loss, temperature_init=temperature_init, bias_init=sigmoid_bias_init)
-        self.config = {"dim_latent": dim_latent, "loss": loss, "temperature_init": temperature_init,
-                       "sigmoid_bias_init": sigmoid_bias_init}
+        self.contrastive = ContrastiveLoss(
+            loss, temperature_init=temperature_init, bias_init=sigmoid_bias_init
+        )
+        self.config = {
+            "dim_latent": dim_latent,
+            "loss": loss,
+            "temperature_init": temperature_init,
+            "sigmoid_bias_init": sigmoid_bias_init,
+        }
 
     @property
     def sample_rate(self) -> int:
@@ -529,8 +607,13 @@ class MuLaN(PretrainedModel):
         return self.audio_to_latents.weight.device
 
     # -- audio ------------------------------------------------------------------------------------
-    def get_audio_latents(self, wavs: torch.Tensor, sample_rate: int | None = None, mask: torch.Tensor | None = None,
-                          long_audio: str = "window") -> torch.Tensor:
+    def get_audio_latents(
+        self,
+        wavs: torch.Tensor,
+        sample_rate: int | None = None,
+        mask: torch.Tensor | None = None,
+        long_audio: str = "window",
+    ) -> torch.Tensor:
         """(B, T) or (T,) audio -> unit-norm (B, dim_latent). Audio longer than the AST's `max_seconds` is
         split into consecutive windows whose latents are averaged (`long_audio='window'`) or cropped to its
         start (`'crop'`); a last window shorter than one patch is ignored."""
@@ -567,21 +650,35 @@ class MuLaN(PretrainedModel):
             raise ShapeError("give token ids (texts=) or strings (raw_texts=)")
         return self.text.embed_texts(raw_texts)
 
-    def get_text_latents(self, texts: torch.Tensor | None = None, raw_texts: str | list[str] | None = None,
-                         text_features: torch.Tensor | None = None) -> torch.Tensor:
+    def get_text_latents(
+        self,
+        texts: torch.Tensor | None = None,
+        raw_texts: str | list[str] | None = None,
+        text_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Token ids `(B, L)` (texts=) or strings (raw_texts=) -> unit-norm (B, dim_latent).
         `text_features` (the tower's pooled output, e.g. cached for a frozen tower) skips the tower."""
         features = text_features if text_features is not None else self.text_features(texts, raw_texts)
         return l2norm(self.text_to_latents(features.to(self.device)))
 
     # -- training ---------------------------------------------------------------------------------
-    def forward(self, wavs: torch.Tensor, texts: torch.Tensor | None = None, raw_texts=None, *,
-                wav_mask: torch.Tensor | None = None, sample_rate: int | None = None,
-                text_features: torch.Tensor | None = None, return_similarities: bool = False,
-                return_latents: bool = False):
+    def forward(
+        self,
+        wavs: torch.Tensor,
+        texts: torch.Tensor | None = None,
+        raw_texts=None,
+        *,
+        wav_mask: torch.Tensor | None = None,
+        sample_rate: int | None = None,
+        text_features: torch.Tensor | None = None,
+        return_similarities: bool = False,
+        return_latents: bool = False,
+    ):
         """Contrastive loss of a batch of (audio, text) pairs; `return_similarities` gives the (B, B) cosine
         matrix (text rows, audio columns) instead; `return_latents` gives (audio_latents, text_latents)."""
-        audio_latents = self.get_audio_latents(wavs, sample_rate=sample_rate, mask=wav_mask, long_audio="crop")
+        audio_latents = self.get_audio_latents(
+            wavs, sample_rate=sample_rate, mask=wav_mask, long_audio="crop"
+        )
         text_latents = self.get_text_latents(texts, raw_texts, text_features=text_features)
         if audio_latents.shape[0] != text_latents.shape[0]:
             raise ShapeError(f"{audio_latents.shape[0]} audio clips but {text_latents.shape[0]} texts")
@@ -600,8 +697,11 @@ class MuLaN(PretrainedModel):
 
     # -- persistence ------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        return {**self.config, "audio_transformer": self.audio.get_config(),
-                "text_transformer": {"_class": type(self.text).__name__, **self.text.get_config()}}
+        return {
+            **self.config,
+            "audio_transformer": self.audio.get_config(),
+            "text_transformer": {"_class": type(self.text).__name__, **self.text.get_config()},
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Self:
@@ -638,10 +738,17 @@ class MuLaNEmbedQuantizer(PretrainedModel):
     training mode (or with `fit_codebooks`); in eval mode they are fixed.
     """
 
-    def __init__(self, mulan: MuLaN, conditioning_dims: tuple[int, ...] | list[int],
-                 rq_num_quantizers: int = 8, codebook_size: int = 1024,
-                 namespaces: tuple[str, ...] | list[str] = ("semantic", "coarse", "acoustic"),
-                 rq_ema_decay: float = 0.9, kmeans_init: bool = True, threshold_ema_dead_code: int = 2):
+    def __init__(
+        self,
+        mulan: MuLaN,
+        conditioning_dims: tuple[int, ...] | list[int],
+        rq_num_quantizers: int = 8,
+        codebook_size: int = 1024,
+        namespaces: tuple[str, ...] | list[str] = ("semantic", "coarse", "acoustic"),
+        rq_ema_decay: float = 0.9,
+        kmeans_init: bool = True,
+        threshold_ema_dead_code: int = 2,
+    ):
         super().__init__()
         from vector_quantize_pytorch import ResidualVQ
 
@@ -649,8 +756,10 @@ class MuLaNEmbedQuantizer(PretrainedModel):
         if not isinstance(mulan, MuLaN):
             raise ConfigError("mulan must be a MuLaN")
         if len(namespaces) != len(conditioning_dims) or not namespaces:
-            raise ConfigError(f"need one conditioning dim per namespace, got {len(conditioning_dims)} dims for "
-                              f"namespaces {namespaces}")
+            raise ConfigError(
+                f"need one conditioning dim per namespace, got {len(conditioning_dims)} dims for "
+                f"namespaces {namespaces}"
+            )
         if len(set(namespaces)) != len(namespaces):
             raise ConfigError(f"namespaces must be unique, got {namespaces}")
         if rq_num_quantizers < 1 or codebook_size < 2:
@@ -659,16 +768,35 @@ class MuLaNEmbedQuantizer(PretrainedModel):
         self.mulan.requires_grad_(False)
         self.mulan.eval()
         dim = mulan.dim_latent
-        self.rq = ResidualVQ(dim=dim, num_quantizers=rq_num_quantizers, codebook_size=codebook_size,
-                             decay=rq_ema_decay, kmeans_init=kmeans_init, kmeans_iters=10,
-                             threshold_ema_dead_code=threshold_ema_dead_code, commitment_weight=0.0)
+        self.rq = ResidualVQ(
+            dim=dim,
+            num_quantizers=rq_num_quantizers,
+            codebook_size=codebook_size,
+            decay=rq_ema_decay,
+            kmeans_init=kmeans_init,
+            kmeans_iters=10,
+            threshold_ema_dead_code=threshold_ema_dead_code,
+            commitment_weight=0.0,
+        )
         self.namespaces = namespaces
-        self.projections = nn.ModuleDict({ns: nn.Linear(dim, d) for ns, d in zip(namespaces, conditioning_dims)})
+        self.projections = nn.ModuleDict(
+            {ns: nn.Linear(dim, d) for ns, d in zip(namespaces, conditioning_dims, strict=True)}
+        )
         self.level_embeds = nn.ParameterDict(
-            {ns: nn.Parameter(torch.randn(rq_num_quantizers, d) * 0.02) for ns, d in zip(namespaces, conditioning_dims)})
-        self.config = {"conditioning_dims": list(conditioning_dims), "rq_num_quantizers": rq_num_quantizers,
-                       "codebook_size": codebook_size, "namespaces": list(namespaces), "rq_ema_decay": rq_ema_decay,
-                       "kmeans_init": kmeans_init, "threshold_ema_dead_code": threshold_ema_dead_code}
+            {
+                ns: nn.Parameter(torch.randn(rq_num_quantizers, d) * 0.02)
+                for ns, d in zip(namespaces, conditioning_dims, strict=True)
+            }
+        )
+        self.config = {
+            "conditioning_dims": list(conditioning_dims),
+            "rq_num_quantizers": rq_num_quantizers,
+            "codebook_size": codebook_size,
+            "namespaces": list(namespaces),
+            "rq_ema_decay": rq_ema_decay,
+            "kmeans_init": kmeans_init,
+            "threshold_ema_dead_code": threshold_ema_dead_code,
+        }
 
     @property
     def num_quantizers(self) -> int:
@@ -692,7 +820,9 @@ class MuLaNEmbedQuantizer(PretrainedModel):
         _, ids, _ = self.rq(latents.float()[:, None, :])
         return ids[:, 0]
 
-    def get_embed_ids(self, wavs=None, texts=None, raw_texts=None, sample_rate=None, wav_mask=None) -> torch.Tensor:
+    def get_embed_ids(
+        self, wavs=None, texts=None, raw_texts=None, sample_rate=None, wav_mask=None
+    ) -> torch.Tensor:
         return self.quantize_latents(self.latents(wavs, texts, raw_texts, sample_rate, wav_mask))
 
     def conds_from_ids(self, ids: torch.Tensor, namespace: str | None = None) -> torch.Tensor:
@@ -716,8 +846,17 @@ class MuLaNEmbedQuantizer(PretrainedModel):
             raise ConfigError(f"unknown namespace {namespace!r}; this quantizer has {self.namespaces}")
         return namespace
 
-    def forward(self, wavs=None, texts=None, raw_texts=None, *, namespace: str | None = None,
-                return_embed_ids: bool = False, sample_rate: int | None = None, wav_mask=None):
+    def forward(
+        self,
+        wavs=None,
+        texts=None,
+        raw_texts=None,
+        *,
+        namespace: str | None = None,
+        return_embed_ids: bool = False,
+        sample_rate: int | None = None,
+        wav_mask=None,
+    ):
         """-> conds (B, q, dim); with `return_embed_ids`, (conds, ids (B, q))."""
         namespace = self._namespace(namespace)
         ids = self.get_embed_ids(wavs, texts, raw_texts, sample_rate, wav_mask)
@@ -761,5 +900,14 @@ class MuLaNEmbedQuantizer(PretrainedModel):
         return _from_pretrained_with_assets(cls, path_or_id, **kwargs)
 
 
-__all__ = ["ASTConfig", "AudioSpectrogramTransformer", "MuLaN", "MuLaNEmbedQuantizer", "PretrainedTextTransformer",
-           "TextTransformer", "TextTransformerConfig", "l2norm", "sincos_2d"]
+__all__ = [
+    "ASTConfig",
+    "AudioSpectrogramTransformer",
+    "MuLaN",
+    "MuLaNEmbedQuantizer",
+    "PretrainedTextTransformer",
+    "TextTransformer",
+    "TextTransformerConfig",
+    "l2norm",
+    "sincos_2d",
+]

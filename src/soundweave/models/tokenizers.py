@@ -30,14 +30,18 @@ def check_texts(texts: str | Sequence[str], name: str = "raw_texts") -> list[str
     if isinstance(texts, str):
         texts = [texts]
     if not isinstance(texts, (list, tuple)) or len(texts) == 0:
-        raise ShapeError(f"{name} must be a string or a non-empty list of strings, got {type(texts).__name__}")
+        raise ShapeError(
+            f"{name} must be a string or a non-empty list of strings, got {type(texts).__name__}"
+        )
     out = []
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise ShapeError(f"{name}[{i}] must be a string, got {type(text).__name__}")
         if not text.strip():
-            raise ShapeError(f"{name}[{i}] is empty (or only whitespace); an empty caption describes nothing - "
-                             "drop it or give a description")
+            raise ShapeError(
+                f"{name}[{i}] is empty (or only whitespace); an empty caption describes nothing - "
+                "drop it or give a description"
+            )
         out.append(text)
     return out
 
@@ -49,7 +53,9 @@ class _Base:
     def encode(self, text: str) -> list[int]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __call__(self, texts: str | Sequence[str], max_length: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, texts: str | Sequence[str], max_length: int = 256
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         texts = check_texts(texts)
         if max_length < 3:
             raise ConfigError(f"max_length must be >= 3 (bos + 1 token + eos), got {max_length}")
@@ -108,9 +114,13 @@ class CaptionTokenizer(_Base):
         tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                      special_tokens=["<pad>", "<bos>", "<eos>"],
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=["<pad>", "<bos>", "<eos>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
         texts = [t for t in texts if isinstance(t, str) and t.strip()]
         if not texts:
             raise ConfigError("CaptionTokenizer.train needs at least one non-empty caption")

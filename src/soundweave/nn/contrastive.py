@@ -34,8 +34,10 @@ LOSSES = ("infonce", "decoupled", "sigmoid")
 
 def _check_logits(logits: torch.Tensor) -> torch.Tensor:
     if logits.ndim != 2 or logits.shape[0] != logits.shape[1]:
-        raise ShapeError(f"contrastive logits must be square (B, B) with pairs on the diagonal, "
-                         f"got shape {tuple(logits.shape)}")
+        raise ShapeError(
+            f"contrastive logits must be square (B, B) with pairs on the diagonal, "
+            f"got shape {tuple(logits.shape)}"
+        )
     if logits.shape[0] < 1:
         raise ShapeError("contrastive logits are empty (batch of 0)")
     return logits.float()
@@ -96,8 +98,14 @@ class ContrastiveLoss(nn.Module):
     losses (MuLan, CLIP), 10 with bias -10 for sigmoid (SigLIP).
     """
 
-    def __init__(self, kind: str = "infonce", temperature_init: float = 10.0, bias_init: float = -10.0,
-                 max_scale: float = 100.0, learnable: bool = True):
+    def __init__(
+        self,
+        kind: str = "infonce",
+        temperature_init: float = 10.0,
+        bias_init: float = -10.0,
+        max_scale: float = 100.0,
+        learnable: bool = True,
+    ):
         super().__init__()
         if kind not in LOSSES:
             raise ConfigError(f"contrastive loss must be one of {LOSSES}, got {kind!r}")
@@ -105,7 +113,9 @@ class ContrastiveLoss(nn.Module):
             raise ConfigError("temperature_init and max_scale must be positive")
         self.kind, self.max_scale = kind, max_scale
         self.log_scale = nn.Parameter(torch.tensor(math.log(temperature_init)), requires_grad=learnable)
-        self.bias = nn.Parameter(torch.tensor(float(bias_init)), requires_grad=learnable and kind == "sigmoid")
+        self.bias = nn.Parameter(
+            torch.tensor(float(bias_init)), requires_grad=learnable and kind == "sigmoid"
+        )
 
     @property
     def scale(self) -> torch.Tensor:
@@ -113,8 +123,9 @@ class ContrastiveLoss(nn.Module):
 
     def logits(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         if query.ndim != 2 or items.ndim != 2 or query.shape[-1] != items.shape[-1]:
-            raise ShapeError(f"latents must be (B, D) with the same D, got {tuple(query.shape)} and "
-                             f"{tuple(items.shape)}")
+            raise ShapeError(
+                f"latents must be (B, D) with the same D, got {tuple(query.shape)} and {tuple(items.shape)}"
+            )
         sim = query.float() @ items.float().t()
         logits = sim * self.scale
         if self.kind == "sigmoid":
@@ -123,7 +134,9 @@ class ContrastiveLoss(nn.Module):
 
     def forward(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         if query.shape[0] != items.shape[0]:
-            raise ShapeError(f"paired latents need the same batch size, got {query.shape[0]} and {items.shape[0]}")
+            raise ShapeError(
+                f"paired latents need the same batch size, got {query.shape[0]} and {items.shape[0]}"
+            )
         return contrastive(self.logits(query, items), self.kind)
 
     def extra_repr(self) -> str:

@@ -36,7 +36,13 @@ from ..data.dataset import CaptionedAudioDataset, collate_audio, window
 from ..data.manifest import read_manifest
 from ..errors import ConfigError, DataError
 from ..metrics.retrieval import recall_at_k
-from ..models.mulan import AudioSpectrogramTransformer, MuLaN, PretrainedTextTransformer, TextTransformer, l2norm
+from ..models.mulan import (
+    AudioSpectrogramTransformer,
+    MuLaN,
+    PretrainedTextTransformer,
+    TextTransformer,
+    l2norm,
+)
 from ..models.tokenizers import CaptionTokenizer
 from .trainer import Trainer, TrainerConfig, TrainResult
 
@@ -44,13 +50,42 @@ from .trainer import Trainer, TrainerConfig, TrainResult
 
 AUDIO_PRESETS: dict[str, dict[str, Any]] = {
     # tests: a few thousand parameters per layer
-    "tiny": dict(dim=64, depth=1, heads=2, dim_head=32, spec_n_fft=512, spec_win_length=400, spec_hop_length=160,
-                 n_mels=32, patch_size=(16, 16), spec_aug_time_mask=10, spec_aug_freq_mask=4),
+    "tiny": dict(
+        dim=64,
+        depth=1,
+        heads=2,
+        dim_head=32,
+        spec_n_fft=512,
+        spec_win_length=400,
+        spec_hop_length=160,
+        n_mels=32,
+        patch_size=(16, 16),
+        spec_aug_time_mask=10,
+        spec_aug_freq_mask=4,
+    ),
     # the README configuration (~3.2M parameters): trains on 2 CPU cores
-    "small": dict(dim=256, depth=4, heads=4, dim_head=64, spec_n_fft=1024, spec_win_length=1024, spec_hop_length=256,
-                  n_mels=64, patch_size=(16, 16)),
-    "base": dict(dim=512, depth=6, heads=8, dim_head=64, spec_n_fft=1024, spec_win_length=800, spec_hop_length=160,
-                 n_mels=128, patch_size=(16, 16)),
+    "small": dict(
+        dim=256,
+        depth=4,
+        heads=4,
+        dim_head=64,
+        spec_n_fft=1024,
+        spec_win_length=1024,
+        spec_hop_length=256,
+        n_mels=64,
+        patch_size=(16, 16),
+    ),
+    "base": dict(
+        dim=512,
+        depth=6,
+        heads=8,
+        dim_head=64,
+        spec_n_fft=1024,
+        spec_win_length=800,
+        spec_hop_length=160,
+        n_mels=128,
+        patch_size=(16, 16),
+    ),
 }
 TEXT_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(dim=64, depth=1, heads=2, dim_head=32),
@@ -60,19 +95,30 @@ TEXT_PRESETS: dict[str, dict[str, Any]] = {
 TEXT_TOWERS = ("minilm", "scratch")
 
 
-def build_mulan(text_tower: str = "minilm", size: str = "small", sample_rate: int = 16000,
-                captions: Sequence[str] | None = None, freeze_text: bool | None = None, loss: str = "infonce",
-                tokenizer_vocab: int = 1000, max_seconds: float = 10.0) -> MuLaN:
+def build_mulan(
+    text_tower: str = "minilm",
+    size: str = "small",
+    sample_rate: int = 16000,
+    captions: Sequence[str] | None = None,
+    freeze_text: bool | None = None,
+    loss: str = "infonce",
+    tokenizer_vocab: int = 1000,
+    max_seconds: float = 10.0,
+) -> MuLaN:
     """A fresh MuLaN. text_tower: 'minilm' (pretrained, offline), 'scratch' (TextTransformer with a BPE
     trained on `captions`, or byte-level if none), or any HF id/folder. A pretrained tower is frozen by
     default (`freeze_text=None`)."""
     if size not in AUDIO_PRESETS:
         raise ConfigError(f"size must be one of {sorted(AUDIO_PRESETS)}, got {size!r}")
-    audio = AudioSpectrogramTransformer(**AUDIO_PRESETS[size], sample_rate=sample_rate, max_seconds=max_seconds)
+    audio = AudioSpectrogramTransformer(
+        **AUDIO_PRESETS[size], sample_rate=sample_rate, max_seconds=max_seconds
+    )
     if text_tower == "scratch":
         tokenizer = CaptionTokenizer.train(captions, vocab_size=tokenizer_vocab) if captions else None
         vocab = tokenizer.vocab_size if tokenizer is not None else 259
-        text = TextTransformer(**TEXT_PRESETS[size], num_tokens=max(vocab, 259), max_seq_len=128, tokenizer=tokenizer)
+        text = TextTransformer(
+            **TEXT_PRESETS[size], num_tokens=max(vocab, 259), max_seq_len=128, tokenizer=tokenizer
+        )
     else:
         text = PretrainedTextTransformer(text_tower, freeze=True if freeze_text is None else freeze_text)
     return MuLaN(audio, text, dim_latent=128, loss=loss)
@@ -103,8 +149,15 @@ class ClipCache(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.base.records[index]
         audio, mask = window(self.clip(index), self.base.num_samples, self.crop)
-        return {"audio": audio, "mask": mask, "sample_rate": self.base.sample_rate, "caption": record.caption,
-                "tags": record.tags, "path": record.path, "index": index}
+        return {
+            "audio": audio,
+            "mask": mask,
+            "sample_rate": self.base.sample_rate,
+            "caption": record.caption,
+            "tags": record.tags,
+            "path": record.path,
+            "index": index,
+        }
 
 
 class TextFeatureCache:
@@ -147,9 +200,16 @@ def mulan_step_fn(text_cache: TextFeatureCache | None = None):
     return step
 
 
-def grad_cache_backward(model: nn.Module, wavs: torch.Tensor, mask: torch.Tensor | None = None,
-                        captions: Sequence[str] | None = None, text_features: torch.Tensor | None = None,
-                        texts: torch.Tensor | None = None, chunk_size: int = 16, scale: float = 1.0) -> torch.Tensor:
+def grad_cache_backward(
+    model: nn.Module,
+    wavs: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    captions: Sequence[str] | None = None,
+    text_features: torch.Tensor | None = None,
+    texts: torch.Tensor | None = None,
+    chunk_size: int = 16,
+    scale: float = 1.0,
+) -> torch.Tensor:
     """GradCache: back-propagate the full-batch contrastive loss in chunks of `chunk_size` items.
 
     Accumulates `scale * d(loss)/d(params)` into `.grad` and returns the (detached) loss. The gradient is
@@ -163,9 +223,11 @@ def grad_cache_backward(model: nn.Module, wavs: torch.Tensor, mask: torch.Tensor
 
     def encode(sl):
         a = m.get_audio_latents(wavs[sl], mask=None if mask is None else mask[sl], long_audio="crop")
-        t = m.get_text_latents(None if texts is None else texts[sl],
-                               None if captions is None else list(captions[sl]),
-                               text_features=None if text_features is None else text_features[sl])
+        t = m.get_text_latents(
+            None if texts is None else texts[sl],
+            None if captions is None else list(captions[sl]),
+            text_features=None if text_features is None else text_features[sl],
+        )
         return a, t
 
     states, audio, text = [], [], []
@@ -194,8 +256,15 @@ def grad_cache_step_fn(chunk_size: int, grad_accum: int = 1, text_cache: TextFea
 
     def step(model: nn.Module, batch: dict[str, Any]):
         feats = text_cache(batch["captions"]) if text_cache is not None else None
-        loss = grad_cache_backward(model, batch["audio"], batch["mask"], None if feats is not None else batch["captions"],
-                                   text_features=feats, chunk_size=chunk_size, scale=1.0 / grad_accum)
+        loss = grad_cache_backward(
+            model,
+            batch["audio"],
+            batch["mask"],
+            None if feats is not None else batch["captions"],
+            text_features=feats,
+            chunk_size=chunk_size,
+            scale=1.0 / grad_accum,
+        )
         return loss.requires_grad_(True), {"scale": float(_unwrap(model).contrastive.scale.detach())}
 
     return step
@@ -228,9 +297,19 @@ class MuLaNEvaluator:
     None); captions and class prompts go through `text_cache` when the text tower is frozen.
     """
 
-    def __init__(self, data: str | Path, split: str = "test", sample_rate: int = 16000, seconds: float | None = 4.0,
-                 max_clips: int | None = 200, batch_size: int = 32, tags: Sequence[str] = ZERO_SHOT_TAGS):
-        self.dataset = CaptionedAudioDataset(data, split=split, sample_rate=sample_rate, seconds=seconds, crop="start")
+    def __init__(
+        self,
+        data: str | Path,
+        split: str = "test",
+        sample_rate: int = 16000,
+        seconds: float | None = 4.0,
+        max_clips: int | None = 200,
+        batch_size: int = 32,
+        tags: Sequence[str] = ZERO_SHOT_TAGS,
+    ):
+        self.dataset = CaptionedAudioDataset(
+            data, split=split, sample_rate=sample_rate, seconds=seconds, crop="start"
+        )
         n = len(self.dataset) if max_clips is None else min(max_clips, len(self.dataset))
         items = [self.dataset[i] for i in range(n)]
         batch = collate_audio(items)
@@ -248,8 +327,15 @@ class MuLaNEvaluator:
     def audio_latents(self, model: MuLaN) -> torch.Tensor:
         out = []
         for i in range(0, self.audio.shape[0], self.batch_size):
-            out.append(model.get_audio_latents(self.audio[i : i + self.batch_size], sample_rate=self.sample_rate,
-                                               mask=self.mask[i : i + self.batch_size]).float().cpu())
+            out.append(
+                model.get_audio_latents(
+                    self.audio[i : i + self.batch_size],
+                    sample_rate=self.sample_rate,
+                    mask=self.mask[i : i + self.batch_size],
+                )
+                .float()
+                .cpu()
+            )
         return torch.cat(out)
 
     @torch.no_grad()
@@ -258,8 +344,11 @@ class MuLaNEvaluator:
         for i in range(0, len(texts), self.batch_size):
             chunk = list(texts[i : i + self.batch_size])
             feats = text_cache(chunk) if text_cache is not None else None
-            out.append(model.get_text_latents(raw_texts=None if feats is not None else chunk,
-                                              text_features=feats).float().cpu())
+            out.append(
+                model.get_text_latents(raw_texts=None if feats is not None else chunk, text_features=feats)
+                .float()
+                .cpu()
+            )
         return torch.cat(out)
 
     @torch.no_grad()
@@ -288,11 +377,23 @@ class MuLaNEvaluator:
         return metrics
 
 
-def evaluate_mulan(model: MuLaN, data: str | Path, split: str = "test", max_clips: int | None = 200,
-                   seconds: float | None = 4.0, batch_size: int = 32) -> dict[str, float]:
+def evaluate_mulan(
+    model: MuLaN,
+    data: str | Path,
+    split: str = "test",
+    max_clips: int | None = 200,
+    seconds: float | None = 4.0,
+    batch_size: int = 32,
+) -> dict[str, float]:
     """The metrics `soundweave eval mulan` prints (see MuLaNEvaluator)."""
-    evaluator = MuLaNEvaluator(data, split=split, sample_rate=model.sample_rate, seconds=seconds,
-                               max_clips=max_clips, batch_size=batch_size)
+    evaluator = MuLaNEvaluator(
+        data,
+        split=split,
+        sample_rate=model.sample_rate,
+        seconds=seconds,
+        max_clips=max_clips,
+        batch_size=batch_size,
+    )
     cache = None
     if isinstance(model.text, PretrainedTextTransformer) and model.text.freeze:
         cache = TextFeatureCache(model)
@@ -356,15 +457,22 @@ def train_mulan(config: MuLaNTrainConfig, model: MuLaN | None = None) -> MuLaNTr
     final (EMA, if on) model to `config.out/model`."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_set = CaptionedAudioDataset(config.data, split="train", sample_rate=config.sample_rate,
-                                      seconds=config.seconds, crop="random")
+    train_set = CaptionedAudioDataset(
+        config.data, split="train", sample_rate=config.sample_rate, seconds=config.seconds, crop="random"
+    )
     if model is None:
         saved = out / MODEL_CONFIG_NAME
         if config.resume and saved.is_file():  # the exact architecture (and trained tokenizer) of the run
             model = MuLaN.from_config(json.loads(saved.read_text()))
         else:
-            model = build_mulan(config.text_tower, config.size, config.sample_rate, captions=train_set.captions,
-                                freeze_text=config.freeze_text, loss=config.loss)
+            model = build_mulan(
+                config.text_tower,
+                config.size,
+                config.sample_rate,
+                captions=train_set.captions,
+                freeze_text=config.freeze_text,
+                loss=config.loss,
+            )
     (out / MODEL_CONFIG_NAME).write_text(json.dumps(model.get_config()))
     text_cache = None
     if isinstance(model.text, PretrainedTextTransformer) and model.text.freeze:
@@ -372,8 +480,13 @@ def train_mulan(config: MuLaNTrainConfig, model: MuLaN | None = None) -> MuLaNTr
         text_cache.add(train_set.captions)
     evaluator = None
     if config.eval_every:
-        evaluator = MuLaNEvaluator(config.data, split=config.eval_split, sample_rate=config.sample_rate,
-                                   seconds=config.seconds, max_clips=config.eval_max_clips)
+        evaluator = MuLaNEvaluator(
+            config.data,
+            split=config.eval_split,
+            sample_rate=config.sample_rate,
+            seconds=config.seconds,
+            max_clips=config.eval_max_clips,
+        )
     start = time.perf_counter()
 
     def eval_fn(m: nn.Module, step: int) -> dict[str, float]:
@@ -385,14 +498,30 @@ def train_mulan(config: MuLaNTrainConfig, model: MuLaN | None = None) -> MuLaNTr
         step_fn = grad_cache_step_fn(config.grad_cache_chunk, config.grad_accum, text_cache)
     else:
         step_fn = mulan_step_fn(text_cache)
-    tcfg = TrainerConfig(out_dir=str(out), max_steps=config.steps, batch_size=config.batch_size, lr=config.lr,
-                         weight_decay=config.weight_decay, warmup_steps=min(config.warmup_steps, config.steps // 4),
-                         grad_accum=config.grad_accum, mixed_precision="bf16" if config.precision == "bf16" else "no",
-                         ema_decay=config.ema_decay, eval_every=config.eval_every if evaluator else 0,
-                         save_every=config.save_every, log_every=config.log_every, seed=config.seed,
-                         progress=config.progress)
-    trainer = Trainer(model, ClipCache(train_set), step_fn, tcfg, collate_fn=collate_audio,
-                      eval_fn=eval_fn if evaluator else None)
+    tcfg = TrainerConfig(
+        out_dir=str(out),
+        max_steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=min(config.warmup_steps, config.steps // 4),
+        grad_accum=config.grad_accum,
+        mixed_precision="bf16" if config.precision == "bf16" else "no",
+        ema_decay=config.ema_decay,
+        eval_every=config.eval_every if evaluator else 0,
+        save_every=config.save_every,
+        log_every=config.log_every,
+        seed=config.seed,
+        progress=config.progress,
+    )
+    trainer = Trainer(
+        model,
+        ClipCache(train_set),
+        step_fn,
+        tcfg,
+        collate_fn=collate_audio,
+        eval_fn=eval_fn if evaluator else None,
+    )
     if config.max_time:
         result = _fit_with_time_limit(trainer, config.resume, config.max_time)
     else:
@@ -410,7 +539,9 @@ def _fit_with_time_limit(trainer: Trainer, resume: bool, max_time: float) -> Tra
     chunk = max(1, trainer.config.eval_every or 25)
     first = True
     while trainer.step < trainer.config.max_steps and spent < max_time:
-        part = trainer.fit(resume=resume if first else False, stop_at=min(trainer.config.max_steps, trainer.step + chunk))
+        part = trainer.fit(
+            resume=resume if first else False, stop_at=min(trainer.config.max_steps, trainer.step + chunk)
+        )
         first = False
         total.losses += part.losses
         total.evals += part.evals
