@@ -62,11 +62,11 @@ def test_tiny_mulan_learns(corpus, tmp_path):
     chance = math.log(8)
     first, last = sum(losses[:5]) / 5, sum(losses[-10:]) / 10
     assert first > 0.85 * chance  # starts near chance (no collapse, no trivial shortcut)
-    assert last < 0.6 * chance, losses
+    assert last < 0.5 * chance, losses
     metrics = evaluate_mulan(result.model, corpus, split="train", seconds=1.5, max_clips=None)
     n = metrics["clips"]
     assert n >= 20
-    assert metrics["text_to_audio_R@1"] > 3 / n  # chance is 1/n
+    assert metrics["text_to_audio_R@1"] >= 0.5  # chance is 1/n
     assert metrics["text_to_audio_R@5"] > 2 * 5 / n
     assert metrics["audio_to_text_R@5"] > 2 * 5 / n
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()

@@ -174,7 +174,9 @@ class TextFeatureCache:
         todo = sorted({c for c in captions if c not in self.features})
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
-            feats = self.model.text.embed_texts(chunk).float().cpu()
+            device = self.model.device.type
+            with torch.autocast(device_type=device, enabled=False):  # full-precision features, once
+                feats = self.model.text.embed_texts(chunk).float().cpu()
             self.features.update(zip(chunk, feats, strict=True))
 
     def __call__(self, captions: Sequence[str]) -> torch.Tensor:
@@ -476,8 +478,8 @@ def train_mulan(config: MuLaNTrainConfig, model: MuLaN | None = None) -> MuLaNTr
     (out / MODEL_CONFIG_NAME).write_text(json.dumps(model.get_config()))
     text_cache = None
     if isinstance(model.text, PretrainedTextTransformer) and model.text.freeze:
+        # filled lazily, batch by batch: on --resume the checkpoint's weights are loaded first
         text_cache = TextFeatureCache(model)
-        text_cache.add(train_set.captions)
     evaluator = None
     if config.eval_every:
         evaluator = MuLaNEvaluator(
