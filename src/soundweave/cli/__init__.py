@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "soundweave.cli.demo",
     "soundweave.cli.mulan",
     "soundweave.cli.codec",
+    "soundweave.cli.soundstorm",
 ]
 
 for _name in COMMAND_MODULES:

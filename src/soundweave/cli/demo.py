@@ -23,6 +23,7 @@ from .groups import app
 DEMO_STEPS: list[tuple[str, str]] = [
     ("corpus", "soundweave.cli.demo:corpus_demo"),
     ("mulan", "soundweave.cli.mulan:demo"),
+    ("soundstorm", "soundweave.cli.soundstorm:demo"),
 ]
 
 

@@ -558,16 +558,16 @@ class SoundStorm(PretrainedModel):
         was_training = self.training
         self.eval()
         try:
-            for q in range(Q):
-                def level_logits(tokens: torch.Tensor, q: int = q) -> torch.Tensor:
-                    codes[..., q] = tokens
-                    with autocast(dev, precision):
+            with autocast(dev, precision):  # one autocast region: bf16 weight casts are reused across passes
+                for q in range(Q):
+                    def level_logits(tokens: torch.Tensor, q: int = q) -> torch.Tensor:
+                        codes[..., q] = tokens
                         return net(codes, mask=mask, cond=cond, cond_mask=cond_mask, level=q,
                                    semantic_embeds=semantic, check=False)
 
-                codes[..., q] = maskgit_decode(level_logits, codes[..., q], fill, mask_id=mask_id,
-                                               steps=level_steps[q], schedule=schedule, temperature=temperature,
-                                               generator=generator)
+                    codes[..., q] = maskgit_decode(level_logits, codes[..., q], fill, mask_id=mask_id,
+                                                   steps=level_steps[q], schedule=schedule,
+                                                   temperature=temperature, generator=generator)
         finally:
             self.train(was_training)
         codes = codes.masked_fill(~valid[..., None], 0)

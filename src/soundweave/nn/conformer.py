@@ -108,12 +108,12 @@ class ConformerBlock(nn.Module):
                 rotary: tuple[torch.Tensor, torch.Tensor] | None = None, cond: torch.Tensor | None = None,
                 cond_tokens: torch.Tensor | None = None, cond_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x `(B, N, D)`; cond `(B, Dc)` pooled (adaptive norm); cond_tokens `(B, L, Dc)` (cross-attention)."""
-        x = x + 0.5 * self.ff1(self.ff1_norm(x, cond))
+        x = torch.add(x, self.ff1(self.ff1_norm(x, cond)), alpha=0.5)
         x = x + self.attn(self.attn_norm(x, cond), mask=mask, rotary=rotary)
         if self.cross is not None and cond_tokens is not None:
             x = x + self.cross(self.cross_norm(x), context=cond_tokens, context_mask=cond_mask)
         x = x + self.conv(self.conv_norm(x, cond), mask=mask)
-        x = x + 0.5 * self.ff2(self.ff2_norm(x, cond))
+        x = torch.add(x, self.ff2(self.ff2_norm(x, cond)), alpha=0.5)
         return self.post_norm(x, cond)
 
 
@@ -143,6 +143,7 @@ class Conformer(nn.Module):
             raise ConfigError(f"rotary_dim must be even and in (0, dim_head={dim_head}], got {rotary_dim}")
         self.dim, self.cond_dim, self.cond_mode = dim, cond_dim, cond_mode
         self.rotary = RotaryEmbedding(rotary_dim)
+        self._rotary_cache: tuple[int, torch.device, tuple[torch.Tensor, torch.Tensor]] | None = None
         self.layers = nn.ModuleList(
             ConformerBlock(dim, heads, dim_head, ff_mult, conv_kernel_size, conv_expansion_factor, attn_dropout,
                            ff_dropout, conv_dropout, conv_causal, cond_dim, cond_mode)
@@ -174,6 +175,14 @@ class Conformer(nn.Module):
         weights = cond_mask.to(cond.dtype)[..., None]
         return (cond * weights).sum(1) / weights.sum(1).clamp(min=1.0), None, None
 
+    def rotary_table(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin `(length, rotary_dim)`, kept for the last length (generation calls with one length many times)."""
+        cached = self._rotary_cache
+        if cached is None or cached[0] != length or cached[1] != device:
+            table = self.rotary(torch.arange(length, device=device))
+            self._rotary_cache = cached = (length, device, table)
+        return cached[2]
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cond: torch.Tensor | None = None,
                 cond_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x `(B, N, D)`, mask `(B, N)` bool (True = real frame) -> `(B, N, D)`."""
@@ -182,7 +191,7 @@ class Conformer(nn.Module):
         if mask is not None and (mask.shape != x.shape[:2] or mask.dtype != torch.bool):
             raise ShapeError(f"mask must be bool {tuple(x.shape[:2])}, got {mask.dtype} {tuple(mask.shape)}")
         pooled, tokens, tokens_mask = self.prepare_cond(cond, cond_mask, x.shape[0])
-        rotary = self.rotary(torch.arange(x.shape[1], device=x.device))
+        rotary = self.rotary_table(x.shape[1], x.device)
         for layer in self.layers:
             x = layer(x, mask=mask, rotary=rotary, cond=pooled, cond_tokens=tokens, cond_mask=tokens_mask)
         return x

@@ -1,0 +1,182 @@
+"""SoundStorm generation speed on CPU. Prints JSON.
+
+1. `parallel_vs_autoregressive`: 10 s of codes at 50 Hz x 8 levels (500 frames, 4000 tokens, codebook
+   1024), batch 1. SoundStorm (steps 16, 1, ..., 1 = 23 passes over the 500 frames) against
+   autoregressive decoding of the same 4000 tokens, one at a time, by a causal transformer of the same
+   width/depth/heads with a KV cache (per-token compute like a Conformer block's: FF x 8 = the two
+   macaron halves). Goal: SoundStorm >= 30x faster. Both in fp32 and in bf16 (autocast).
+   `--ar-tokens K` times the first K autoregressive tokens and extrapolates to 4000 (per-token cost is
+   almost constant; the reported figure says when it was extrapolated).
+2. `readme_config`: `generate(1024, batch_size=2)` at dim 512, depth 2, 12 levels, codebook 1024,
+   steps=18 (29 passes): seconds, tokens/s and peak memory, fp32 and bf16.
+   Goals: <= 11 s fp32, <= 5 s bf16 on 2 cores.
+
+    python benchmarks/soundstorm_speed.py [--threads 2] [--repeats 1] [--dim 512 --depth 2] [--ar-tokens 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from soundweave import ConformerWrapper, SoundStorm
+from soundweave.nn.attention import RotaryEmbedding, apply_rotary
+from soundweave.runtime import autocast
+
+
+def reset_peak_rss() -> None:
+    try:  # Linux: writing 5 resets the peak resident set size (VmHWM)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mib() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+class CachedCausalLM(nn.Module):
+    """The autoregressive baseline: pre-norm causal transformer over N*Q tokens with a KV cache."""
+
+    def __init__(self, codebook_size: int, levels: int, dim: int, depth: int, heads: int, dim_head: int,
+                 ff_mult: float = 8.0):
+        super().__init__()
+        self.levels, self.codebook_size, self.heads, self.dim_head = levels, codebook_size, heads, dim_head
+        self.embed = nn.Embedding(levels * codebook_size + 1, dim)  # + a start token
+        inner = heads * dim_head
+        hidden = int(dim * ff_mult)
+        self.layers = nn.ModuleList(nn.ModuleDict(dict(
+            norm1=nn.LayerNorm(dim), qkv=nn.Linear(dim, inner * 3, bias=False), out=nn.Linear(inner, dim, bias=False),
+            norm2=nn.LayerNorm(dim), ff_in=nn.Linear(dim, hidden), ff_out=nn.Linear(hidden, dim),
+        )) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Parameter(torch.randn(levels, codebook_size, dim) * dim ** -0.5)
+        self.rotary = RotaryEmbedding(dim_head)
+
+    @torch.no_grad()
+    def generate(self, num_tokens: int, batch: int = 1, generator=None, temperature: float = 1.0) -> torch.Tensor:
+        dev = self.head.device
+        H, Dh = self.heads, self.dim_head
+        cos, sin = self.rotary(torch.arange(num_tokens, device=dev))
+        caches = [(torch.zeros(batch, H, num_tokens, Dh, device=dev), torch.zeros(batch, H, num_tokens, Dh, device=dev))
+                  for _ in self.layers]
+        token = torch.full((batch,), self.levels * self.codebook_size, dtype=torch.long, device=dev)
+        out = torch.empty(batch, num_tokens, dtype=torch.long, device=dev)
+        for t in range(num_tokens):
+            x = self.embed(token)[:, None]  # (B, 1, D)
+            for layer, (k_cache, v_cache) in zip(self.layers, caches, strict=True):
+                q, k, v = layer["qkv"](layer["norm1"](x)).view(batch, 1, 3, H, Dh).permute(2, 0, 3, 1, 4)
+                q = apply_rotary(q, cos[t:t + 1], sin[t:t + 1])
+                k_cache[:, :, t:t + 1] = apply_rotary(k, cos[t:t + 1], sin[t:t + 1])
+                v_cache[:, :, t:t + 1] = v
+                a = F.scaled_dot_product_attention(q, k_cache[:, :, :t + 1], v_cache[:, :, :t + 1])
+                x = x + layer["out"](a.transpose(1, 2).reshape(batch, 1, H * Dh))
+                x = x + layer["ff_out"](F.silu(layer["ff_in"](layer["norm2"](x))))
+            level = t % self.levels
+            logits = F.linear(self.norm(x[:, 0]), self.head[level]).float()
+            gumbel = -torch.log(-torch.log(torch.rand(logits.shape, generator=generator).clamp(1e-20, 1 - 1e-7)))
+            code = (logits / temperature + gumbel).argmax(-1)
+            out[:, t] = code
+            token = code + level * self.codebook_size
+        return out
+
+
+def timed(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def parallel_vs_autoregressive(dim: int, depth: int, heads: int, dim_head: int, ar_tokens: int, repeats: int) -> dict:
+    frames, levels, codebook = 500, 8, 1024  # 10 s at 50 Hz x 8 levels
+    total = frames * levels
+    net = ConformerWrapper(codebook_size=codebook, num_quantizers=levels,
+                           conformer=dict(dim=dim, depth=depth, heads=heads, dim_head=dim_head)).eval()
+    storm = SoundStorm(net, steps=16).eval()
+    ar = CachedCausalLM(codebook, levels, dim, depth, heads, dim_head).eval()
+    result = {"frames": frames, "levels": levels, "codebook_size": codebook, "tokens": total,
+              "dim": dim, "depth": depth, "heads": heads, "passes": 16 + levels - 1,
+              "soundstorm_parameters": net.num_parameters(), "ar_parameters": sum(p.numel() for p in ar.parameters())}
+    n_ar = min(ar_tokens, total)
+    for precision in ("fp32", "bf16"):
+        storm.generate(frames, steps=2, seed=0, precision=precision)  # warm-up
+        t_storm = timed(lambda p=precision: storm.generate(frames, batch_size=1, seed=0, precision=p), repeats)
+        with autocast("cpu", precision):
+            ar.generate(min(64, n_ar))  # warm-up
+            t_ar = timed(lambda: ar.generate(n_ar, generator=torch.Generator().manual_seed(0)), 1)
+        t_ar_full = t_ar * total / n_ar
+        result[precision] = {"soundstorm_s": round(t_storm, 3), "autoregressive_s": round(t_ar_full, 3),
+                             "autoregressive_measured_tokens": n_ar, "extrapolated": n_ar < total,
+                             "autoregressive_ms_per_token": round(1000 * t_ar / n_ar, 3),
+                             "speedup": round(t_ar_full / t_storm, 1),
+                             "soundstorm_tokens_per_s": round(total / t_storm, 1)}
+    result["goal_speedup"] = 30
+    return result
+
+
+def readme_config(repeats: int) -> dict:
+    torch.manual_seed(0)
+    conformer = ConformerWrapper(codebook_size=1024, num_quantizers=12, conformer=dict(dim=512, depth=2))
+    model = SoundStorm(conformer, steps=18, schedule="cosine").eval()
+    out = {"call": "generate(1024, batch_size=2)", "dim": 512, "depth": 2, "levels": 12, "passes": 18 + 11,
+           "parameters": conformer.num_parameters()}
+    tokens = 2 * 1024 * 12
+    for precision, goal in (("fp32", 11.0), ("bf16", 5.0)):
+        model.generate(64, batch_size=2, steps=2, precision=precision)  # warm-up
+        reset_peak_rss()
+        seconds = timed(lambda p=precision: model.generate(1024, batch_size=2, seed=0, precision=p), repeats)
+        out[precision] = {"seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 1),
+                          "peak_rss_mib": peak_rss_mib(), "goal_s": goal, "meets_goal": seconds <= goal}
+    # one network pass alone, for the share of time spent outside the network
+    codes = torch.randint(0, 1025, (2, 1024, 12))
+    with torch.no_grad():
+        conformer(codes, level=0, check=False)
+        one = timed(lambda: conformer(codes, level=0, check=False), max(repeats, 2))
+    out["fp32"]["one_pass_s"] = round(one, 3)
+    out["fp32"]["share_outside_network"] = round(max(0.0, 1 - 29 * one / out["fp32"]["seconds"]), 3)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--dim-head", type=int, default=64)
+    parser.add_argument("--ar-tokens", type=int, default=4000, help="autoregressive tokens actually timed")
+    parser.add_argument("--only", choices=["ar", "readme"], default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    report = {"threads": args.threads, "torch": torch.__version__, "cpu_count": os.cpu_count(),
+              "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    if args.only in (None, "ar"):
+        report["parallel_vs_autoregressive"] = parallel_vs_autoregressive(args.dim, args.depth, args.heads,
+                                                                          args.dim_head, args.ar_tokens, args.repeats)
+    if args.only in (None, "readme"):
+        report["readme_config"] = readme_config(args.repeats)
+    report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(report, indent=2, default=lambda x: None if isinstance(x, float) and math.isnan(x) else x))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""Training SoundStorm on the codes of a codec.
+
+    result = train_soundstorm("corpus", codec="runs/codec", out="runs/soundstorm", steps=2000)
+    model = SoundStorm.from_pretrained("runs/soundstorm")      # the codec comes with it: audio out
+
+Pieces: `precompute_codes` (every clip encoded once by the frozen codec; cached on disk under a key
+made of the codec's config and weights, the manifest and the split, so a changed codec or corpus is
+re-encoded), `CodeDataset` (random crops of `frames` frames, shorter clips padded with a mask),
+`collate_codes`, `soundstorm_step_fn`, `make_eval_fn` (masked-token loss and accuracy on held-out codes,
+same masks every time) and `train_soundstorm`, which the CLI calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..data.dataset import CaptionedAudioDataset
+from ..data.manifest import manifest_path
+from ..errors import CheckpointError, ConfigError, DataError
+from ..models.base import PretrainedModel, atomic_write_bytes, load_pretrained
+from ..models.soundstorm import ConformerWrapper, SoundStorm
+from .trainer import Trainer, TrainerConfig, TrainResult
+
+NET_CONFIG_NAME = "soundstorm_net.json"
+
+# ConformerWrapper conformer presets; `dim`/`depth` etc. can be overridden one by one
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(dim=64, depth=2, heads=4, dim_head=16),
+    "small": dict(dim=256, depth=4, heads=4, dim_head=64),
+    "base": dict(dim=512, depth=6, heads=8, dim_head=64),
+}
+
+
+# -- codes ---------------------------------------------------------------------------------------------
+def load_codec(codec: str | os.PathLike | nn.Module) -> nn.Module:
+    """A codec instance as is, or a codec folder (config.json + model.safetensors) loaded."""
+    if isinstance(codec, nn.Module):
+        return codec
+    model = load_pretrained(codec)
+    if not all(hasattr(model, a) for a in ("encode", "decode", "hop_length", "num_quantizers")):
+        raise CheckpointError(f"{str(codec)!r} holds a {type(model).__name__}, not a codec (e.g. a SoundStream)")
+    return model
+
+
+def codec_fingerprint(codec: nn.Module) -> str:
+    """A hash of the codec's config and weights: the cache key part that says "same codec"."""
+    h = hashlib.sha1()
+    config = codec.get_config() if hasattr(codec, "get_config") else {}
+    h.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(codec.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+                 if tensor.numel() else b"")
+    return h.hexdigest()
+
+
+def _data_fingerprint(folder: Path, split: str | None, where: Any) -> str:
+    h = hashlib.sha1()
+    h.update(manifest_path(folder).read_bytes())
+    h.update(repr((split, where)).encode())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def precompute_codes(codec: nn.Module, data: str | os.PathLike, split: str | None = "train",
+                     cache_dir: str | os.PathLike | None = None, where: Any = None, batch_size: int = 8,
+                     progress: bool = False) -> list[torch.Tensor]:
+    """Encode every clip of a manifest folder's split: a list of int64 `(N_i, Q)` code tensors.
+
+    With `cache_dir`, the codes are stored there (`codes-<key>.safetensors`) and reused while the codec,
+    the manifest and the split are unchanged. Clips of equal length are encoded together.
+    """
+    folder = Path(data)
+    if not folder.is_dir():
+        raise DataError(f"data folder {str(folder)!r} does not exist")
+    cache_file = None
+    if cache_dir is not None:
+        key = hashlib.sha1((codec_fingerprint(codec) + _data_fingerprint(folder, split, where)).encode()).hexdigest()
+        cache_file = Path(cache_dir) / f"codes-{split or 'all'}-{key[:16]}.safetensors"
+        if cache_file.is_file():
+            stored = load_file(str(cache_file))
+            return list(torch.split(stored["codes"].long(), stored["lengths"].tolist()))
+    dataset = CaptionedAudioDataset(folder, split=split, sample_rate=codec.sample_rate, where=where)
+    if len(dataset) == 0:
+        raise DataError(f"no clips in {str(folder)!r} for split {split!r}")
+    was_training = codec.training
+    codec.eval()
+    clips = [dataset[i]["audio"] for i in range(len(dataset))]
+    codes: list[torch.Tensor | None] = [None] * len(clips)
+    by_length: dict[int, list[int]] = {}
+    for i, clip in enumerate(clips):
+        by_length.setdefault(clip.shape[-1], []).append(i)
+    bar = None
+    if progress:
+        from rich.progress import Progress
+
+        bar = Progress(transient=True)
+        bar.start()
+        task = bar.add_task("encoding clips", total=len(clips))
+    try:
+        for indices in by_length.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start:start + batch_size]
+                out = codec.encode(torch.stack([clips[i] for i in chunk])).long().cpu()
+                for j, i in enumerate(chunk):
+                    codes[i] = out[j]
+                if bar is not None:
+                    bar.update(task, advance=len(chunk))
+    finally:
+        if bar is not None:
+            bar.stop()
+        codec.train(was_training)
+    if cache_file is not None:
+        dtype = torch.int16 if codec.codebook_size <= 32767 else torch.int32
+        tensors = {"codes": torch.cat(codes).to(dtype).contiguous(),
+                   "lengths": torch.tensor([c.shape[0] for c in codes], dtype=torch.int64)}
+        atomic_write_bytes(cache_file, lambda tmp: save_file(tensors, tmp))
+    return codes
+
+
+class CodeDataset(Dataset):
+    """Items `{"codes": (F, Q) int64, "mask": (F,) bool}`: a random `frames`-long crop of each clip's codes
+    (`frames=None`: whole clips); clips shorter than `frames` are padded (mask False)."""
+
+    def __init__(self, codes: Sequence[torch.Tensor], frames: int | None = None, random_crop: bool = True):
+        if not codes:
+            raise DataError("no code sequences to train on")
+        if frames is not None and frames < 1:
+            raise ConfigError(f"frames must be >= 1, got {frames}")
+        self.codes, self.frames, self.random_crop = list(codes), frames, random_crop
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        codes = self.codes[index]
+        n = codes.shape[0]
+        if self.frames is None or n == self.frames:
+            return {"codes": codes, "mask": torch.ones(n, dtype=torch.bool)}
+        if n > self.frames:
+            start = int(torch.randint(0, n - self.frames + 1, ())) if self.random_crop else 0
+            return {"codes": codes[start:start + self.frames], "mask": torch.ones(self.frames, dtype=torch.bool)}
+        padded = torch.zeros(self.frames, codes.shape[1], dtype=codes.dtype)
+        padded[:n] = codes
+        mask = torch.zeros(self.frames, dtype=torch.bool)
+        mask[:n] = True
+        return {"codes": padded, "mask": mask}
+
+
+def collate_codes(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Pad to the longest item: `{"codes": (B, F, Q) int64, "mask": (B, F) bool}`."""
+    length = max(item["codes"].shape[0] for item in items)
+    q = items[0]["codes"].shape[1]
+    codes = torch.zeros(len(items), length, q, dtype=torch.long)
+    mask = torch.zeros(len(items), length, dtype=torch.bool)
+    for i, item in enumerate(items):
+        n = item["codes"].shape[0]
+        codes[i, :n] = item["codes"]
+        mask[i, :n] = item["mask"]
+    return {"codes": codes, "mask": mask}
+
+
+def soundstorm_step_fn(model: nn.Module, batch: dict[str, torch.Tensor]):
+    """One micro-batch: the paper's masked-token loss."""
+    return model(batch["codes"], mask=batch["mask"])
+
+
+def make_eval_fn(codes: Sequence[torch.Tensor], frames: int | None = None, batch_size: int = 8,
+                 seed: int = 1234, max_items: int = 64):
+    """eval_fn(model, step) -> {"valid_loss", "valid_accuracy"} on held-out codes with fixed crops and masks."""
+    data = CodeDataset(list(codes)[:max_items], frames, random_crop=False)
+    batches = [collate_codes([data[i] for i in range(s, min(s + batch_size, len(data)))])
+               for s in range(0, len(data), batch_size)]
+
+    def evaluate(model: nn.Module, step: int) -> dict[str, float]:
+        device = next(model.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(seed)
+        total, correct, count = 0.0, 0.0, 0.0
+        for batch in batches:
+            loss, parts = model(batch["codes"].to(device), mask=batch["mask"].to(device), generator=generator)
+            n = parts["masked_tokens"]
+            total += float(loss) * n
+            correct += parts["accuracy"] * n
+            count += n
+        return {"valid_loss": total / max(count, 1.0), "valid_accuracy": correct / max(count, 1.0)}
+
+    return evaluate
+
+
+def _fit(trainer: Trainer, resume: bool, steps: int, max_seconds: float | None) -> TrainResult:
+    if max_seconds is None:
+        return trainer.fit(resume=resume)
+    start = time.perf_counter()
+    total = TrainResult(step=trainer.step)
+    chunk, first = max(1, steps // 20), True
+    while first or (trainer.step < steps and time.perf_counter() - start < max_seconds):
+        part = trainer.fit(resume=resume if first else False, stop_at=min(steps, trainer.step + chunk))
+        first = False
+        total.losses += part.losses
+        total.evals += part.evals
+        total.checkpoint = part.checkpoint or total.checkpoint
+        total.step = part.step
+    total.elapsed = time.perf_counter() - start
+    return total
+
+
+# -- the training run -------------------------------------------------------------------------------------
+@dataclass
+class SoundStormTrainResult:
+    model: SoundStorm  # the trained model with the codec attached (eval mode)
+    model_dir: Path  # where it was saved (config.json + model.safetensors)
+    train: TrainResult
+    num_clips: int
+    metrics: dict[str, float]
+
+
+def build_net(codec: nn.Module, preset: str = "small", **overrides: Any) -> ConformerWrapper:
+    """A ConformerWrapper matching the codec's levels and codebook, from a preset plus overrides."""
+    if preset not in PRESETS:
+        raise ConfigError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    conformer = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    return ConformerWrapper(codebook_size=codec.codebook_size, num_quantizers=codec.num_quantizers,
+                            conformer=conformer)
+
+
+def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Module, out: str | os.PathLike, *,
+                     steps: int = 2000, batch_size: int = 8, lr: float = 3e-4, warmup_steps: int = 100,
+                     seconds: float | None = 4.0, preset: str = "small", dim: int | None = None,
+                     depth: int | None = None, net: ConformerWrapper | None = None, generation_steps: int = 16,
+                     bf16: bool = False, resume: bool = False, seed: int = 0, ema_decay: float | None = None,
+                     eval_every: int = 0, save_every: int = 0, log_every: int = 10, where: Any = None,
+                     cache_dir: str | os.PathLike | None = None, max_seconds: float | None = None,
+                     progress: bool = True) -> SoundStormTrainResult:
+    """Train SoundStorm on the codes of `codec` for the clips of a manifest folder (split "train").
+
+    Codes are computed once and cached in `cache_dir` (default OUT/codes). Crops of `seconds` (None:
+    whole clips, padded per batch). The model is a `preset` Conformer ("tiny", "small", "base") with
+    optional `dim`/`depth` overrides, or `net`. On resume, the network config stored in OUT is used.
+    The trained model, with the codec attached, is saved to OUT (load it with `SoundStorm.from_pretrained`).
+    `max_seconds` ends training early once that much wall time has passed (for demos with a time budget).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    codec = load_codec(codec)
+    codec.eval()
+    cache_dir = Path(cache_dir) if cache_dir is not None else out / "codes"
+    train_codes = precompute_codes(codec, data, "train", cache_dir, where=where, progress=progress)
+    try:
+        valid_codes = precompute_codes(codec, data, "valid", cache_dir, where=where, progress=progress)
+    except DataError:
+        valid_codes = []
+    frames = codec.seconds_to_frames(seconds) if seconds is not None else None
+
+    net_file = out / NET_CONFIG_NAME
+    if resume and net_file.is_file():
+        net = ConformerWrapper.from_config(json.loads(net_file.read_text()))
+    elif net is None:
+        net = build_net(codec, preset, dim=dim, depth=depth)
+    if net.num_quantizers != codec.num_quantizers or net.codebook_size != codec.codebook_size:
+        raise ConfigError(f"the network expects {net.num_quantizers} x {net.codebook_size} codes but the codec makes "
+                          f"{codec.num_quantizers} x {codec.codebook_size}")
+    net_file.write_text(json.dumps(net.get_config(), indent=2, sort_keys=True))
+    model = SoundStorm(net, steps=generation_steps)
+
+    dataset = CodeDataset(train_codes, frames)
+    config = TrainerConfig(out_dir=str(out), max_steps=steps, batch_size=min(batch_size, len(dataset)), lr=lr,
+                           warmup_steps=min(warmup_steps, steps // 4), mixed_precision="bf16" if bf16 else "no",
+                           ema_decay=ema_decay, eval_every=eval_every if valid_codes else 0,
+                           save_every=save_every, log_every=log_every, seed=seed, progress=progress)
+    eval_fn = make_eval_fn(valid_codes, frames) if valid_codes else None
+    trainer = Trainer(model, dataset, soundstorm_step_fn, config, collate_fn=collate_codes, eval_fn=eval_fn)
+    result = _fit(trainer, resume, steps, max_seconds)
+    trained: PretrainedModel = trainer.eval_model
+    final = SoundStorm(trained.net, soundstream=codec, steps=generation_steps).eval()
+    final.save_pretrained(out)
+    metrics = trainer.evaluate() if eval_fn is not None else {}
+    return SoundStormTrainResult(model=final, model_dir=out, train=result, num_clips=len(dataset), metrics=metrics)

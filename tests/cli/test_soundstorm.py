@@ -1,0 +1,96 @@
+"""SoundStorm commands: train soundstorm -> generate soundstorm (with a prompt); errors; the demo step."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from soundweave import SoundStream
+from soundweave.cli import app
+from soundweave.cli.demo import DEMO_STEPS, DemoContext
+from soundweave.errors import SoundweaveError
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def parse_json(text):
+    return json.loads(text[text.index("{"): text.rindex("}") + 1])
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_corpus, tmp_path_factory):
+    codec_dir = tmp_path_factory.mktemp("codec")
+    torch.manual_seed(0)
+    SoundStream(sample_rate=16000, channels=4, channel_mults=(1, 2, 4), strides=(4, 8, 10), codebook_dim=16,
+                codebook_size=32, rq_num_quantizers=3, attn_depth=0).save_pretrained(codec_dir)
+    out = tmp_path_factory.mktemp("storm")
+    result = invoke("train", "soundstorm", "--data", tiny_corpus, "--codec", codec_dir, "--out", out, "--steps", 6,
+                    "--batch-size", 4, "--seconds", 1.0, "--preset", "tiny", "--dim", 32, "--depth", 1)
+    assert result.exit_code == 0, result.output
+    report = parse_json(result.stdout)
+    assert report["steps"] == 6 and report["last_loss"] > 0 and "valid_accuracy" in report
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    assert list((out / "codes").glob("*.safetensors"))
+    return out
+
+
+def test_generate_writes_audio_and_continues_a_prompt(trained, tiny_corpus, tmp_path):
+    result = invoke("generate", "soundstorm", "--model", trained, "--seconds", 0.6, "--out", tmp_path / "a",
+                    "--n", 2, "--seed", 1, "--codes")
+    assert result.exit_code == 0, result.output
+    audio, sr = sf.read(tmp_path / "a" / "soundstorm-01.wav")
+    assert sr == 16000 and len(audio) == 30 * 320  # ceil(0.6 s * 50 frames/s) frames of 320 samples
+    codes = np.load(tmp_path / "a" / "soundstorm-00.npy")
+    assert codes.shape == (30, 3) and codes.max() < 32
+
+    wav = next((tiny_corpus / "audio").glob("*.wav"))
+    result = invoke("generate", "soundstorm", "--model", trained, "--seconds", 1.0, "--out", tmp_path / "b",
+                    "--prompt", wav, "--prompt-seconds", 0.4, "--codes")
+    assert result.exit_code == 0, result.output
+    report = parse_json(result.stdout)
+    assert report["prompt_frames"] == 20 and report["frames"] == 50
+    from soundweave import SoundStorm
+    from soundweave.audio import load
+
+    model = SoundStorm.from_pretrained(trained)
+    prompt, _ = load(wav, sr=16000)
+    expected = model.soundstream.encode(prompt[None, :6400])[0].numpy()
+    assert np.array_equal(np.load(tmp_path / "b" / "soundstorm-00.npy")[:20], expected)  # the prompt is kept
+
+
+def test_bad_input_gives_one_error_line(trained, tmp_path):
+    for args in (["--model", tmp_path / "missing", "--out", tmp_path],
+                 ["--model", trained, "--out", tmp_path, "--seconds", 0.2, "--prompt", tmp_path / "no.wav"],
+                 ["--model", trained, "--out", tmp_path, "--n", 0]):
+        result = invoke("generate", "soundstorm", *args)
+        assert result.exit_code != 0
+        assert isinstance(result.exception, SoundweaveError)
+    wav = tmp_path / "long.wav"
+    sf.write(wav, np.zeros(16000), 16000)
+    result = invoke("generate", "soundstorm", "--model", trained, "--out", tmp_path, "--seconds", 0.5, "--prompt", wav)
+    assert isinstance(result.exception, SoundweaveError) and "prompt" in str(result.exception)
+
+
+def test_demo_step_runs_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
+    from soundweave.cli.soundstorm import demo
+
+    assert ("soundstorm", "soundweave.cli.soundstorm:demo") in DEMO_STEPS
+    ctx = DemoContext(out=tmp_path, corpus=tiny_corpus)
+    demo(ctx, codec_steps=3, codec_max_seconds=None, codec_preset="tiny",
+         codec_config=dict(strides=(4, 5, 8), rq_num_quantizers=3, codebook_size=16), steps=8, max_seconds=None,
+         dim=32, depth=1, crop_seconds=1.0, batch_size=4, prompt_seconds=0.5, total_seconds=1.0, n=2)
+    out = tmp_path / "soundstorm"
+    for name in ("reconstruction.wav", "prompt.wav", "continuation-0.wav", "continuation-1.wav", "metrics.json"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["prompt_unchanged"] and report["train_steps"] == 8 and report["generated_frames"] == 50
+    audio, sr = sf.read(out / "continuation-1.wav")
+    assert sr == 8000 and len(audio) == 50 * 160
+    assert {step for step, _, _ in ctx.outputs} >= {"soundstorm", "soundstorm/codec"}

@@ -1,0 +1,79 @@
+"""SoundStorm training: code precompute + cache, datasets, the training run, resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from soundweave import SoundStorm, SoundStream
+from soundweave.errors import DataError, SoundweaveError
+from soundweave.training.soundstorm import (
+    CodeDataset,
+    collate_codes,
+    precompute_codes,
+    train_soundstorm,
+)
+
+
+def tiny_codec():
+    torch.manual_seed(0)
+    return SoundStream(sample_rate=16000, channels=4, channel_mults=(1, 2, 4), strides=(4, 8, 10), codebook_dim=16,
+                       codebook_size=32, rq_num_quantizers=3, attn_depth=0).eval()
+
+
+@pytest.fixture(scope="module")
+def codec_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("codec")
+    tiny_codec().save_pretrained(folder)
+    return folder
+
+
+def test_precompute_codes_encodes_every_clip_and_caches_by_codec(tiny_corpus, tmp_path):
+    codec = tiny_codec()
+    codes = precompute_codes(codec, tiny_corpus, "train", tmp_path / "cache")
+    assert codes and all(c.dtype == torch.int64 and c.ndim == 2 and c.shape[1] == 3 for c in codes)
+    assert all(c.shape[0] == codec.seconds_to_frames(1.5) for c in codes)
+    assert len(list((tmp_path / "cache").glob("codes-train-*.safetensors"))) == 1
+    from soundweave.data import CaptionedAudioDataset
+
+    clip = CaptionedAudioDataset(tiny_corpus, split="train", sample_rate=16000)[0]["audio"]
+    assert torch.equal(codes[0], codec.encode(clip[None])[0])  # batching does not change the codes
+    again = precompute_codes(codec, tiny_corpus, "train", tmp_path / "cache")
+    assert all(torch.equal(a, b) for a, b in zip(codes, again, strict=True))
+    with torch.no_grad():  # another codec -> another cache entry
+        codec.rvq.layers[0]._codebook.embed.mul_(-1)
+    precompute_codes(codec, tiny_corpus, "train", tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("codes-train-*.safetensors"))) == 2
+    with pytest.raises(DataError):
+        precompute_codes(codec, tmp_path / "missing", "train")
+
+
+def test_code_dataset_crops_and_pads_with_a_mask():
+    codes = [torch.randint(0, 8, (10, 2)), torch.randint(0, 8, (4, 2))]
+    data = CodeDataset(codes, frames=6)
+    long, short = data[0], data[1]
+    assert long["codes"].shape == (6, 2) and long["mask"].all()
+    assert short["codes"].shape == (6, 2) and short["mask"].tolist() == [True] * 4 + [False] * 2
+    batch = collate_codes([CodeDataset(codes)[0], CodeDataset(codes)[1]])
+    assert batch["codes"].shape == (2, 10, 2) and batch["mask"].sum(1).tolist() == [10, 4]
+    with pytest.raises(SoundweaveError):
+        CodeDataset([])
+
+
+def test_train_soundstorm_learns_saves_and_resumes(tiny_corpus, codec_dir, tmp_path):
+    out = tmp_path / "storm"
+    result = train_soundstorm(tiny_corpus, codec_dir, out, steps=40, batch_size=8, lr=3e-3, seconds=1.0,
+                              preset="tiny", dim=32, depth=1, save_every=20, progress=False)
+    losses = result.train.losses
+    assert result.train.step == 40 and len(losses) == 40
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5  # it learns
+    assert 0.0 <= result.metrics["valid_accuracy"] <= 1.0
+    model = SoundStorm.from_pretrained(out)
+    assert isinstance(model.soundstream, SoundStream) and model.net.config.conformer["dim"] == 32
+    audio = model.generate(seconds=0.5, seed=0)
+    assert audio.shape == (1, model.soundstream.seconds_to_frames(0.5) * model.soundstream.hop_length)
+    # resume continues from the last checkpoint (step 40) to 50, with the stored network config
+    again = train_soundstorm(tiny_corpus, codec_dir, out, steps=50, batch_size=8, lr=3e-3, seconds=1.0,
+                             preset="tiny", dim=64, depth=1, save_every=20, resume=True, progress=False)
+    assert again.train.step == 50 and len(again.train.losses) == 10
+    assert again.model.net.config.conformer["dim"] == 32
