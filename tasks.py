@@ -38,7 +38,7 @@ def run(*args: str | Path, env: dict | None = None) -> None:
 
 
 def setup(extras: str = "dev") -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - tasks.py runs under whatever python3 the machine has
         sys.exit(f"soundweave needs Python >= 3.11 (this is {sys.version.split()[0]})")
     if not PY.exists():
         run(sys.executable, "-m", "venv", VENV)
