@@ -1,0 +1,41 @@
+import pytest
+import torch
+
+import soundweave
+from soundweave.errors import ConfigError
+from soundweave.runtime import autocast, check_precision, make_generator, pick_device, seed_everything
+
+
+def test_pick_device():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device().type in ("cuda", "mps", "cpu")
+    if not torch.cuda.is_available():
+        assert pick_device("auto").type in ("mps", "cpu")
+
+
+def test_autocast_bf16_and_fp32():
+    a, b = torch.randn(4, 4), torch.randn(4, 4)
+    with autocast("cpu", "bf16"):
+        assert (a @ b).dtype == torch.bfloat16
+    with autocast("cpu", "fp32"):
+        assert (a @ b).dtype == torch.float32
+    with pytest.raises(ConfigError):
+        check_precision("fp8")
+
+
+def test_generators_and_seeds():
+    assert make_generator() is None
+    g = torch.Generator().manual_seed(1)
+    assert make_generator(seed=5, generator=g) is g
+    assert torch.equal(torch.rand(3, generator=make_generator(7)), torch.rand(3, generator=make_generator(7)))
+    seed_everything(3)
+    x = torch.rand(2)
+    seed_everything(3)
+    assert torch.equal(x, torch.rand(2))
+
+
+def test_public_names_resolve_lazily():
+    assert soundweave.MelImageCodec.__name__ == "MelImageCodec"
+    assert issubclass(soundweave.SoundweaveError, Exception)
+    with pytest.raises(AttributeError):
+        soundweave.NotAThing  # noqa: B018
