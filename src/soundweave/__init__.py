@@ -30,11 +30,7 @@ _EXPORTS: dict[str, str] = {
     "Conformer": "soundweave.nn.conformer",
     "ConformerWrapper": "soundweave.models.soundstorm",
     "SoundStorm": "soundweave.models.soundstorm",
-    # capability 4: MusicLM
-    "SemanticTokenizer": "soundweave.models.semantic",
-    "SemanticTransformer": "soundweave.models.semantic",
-    "AudioLM": "soundweave.pipelines.musiclm",
-    "MusicLM": "soundweave.pipelines.musiclm",
+    # capability 4 (MusicLM: SemanticTokenizer, SemanticTransformer, AudioLM, MusicLM) is not built yet
     # capability 5: mel diffusion
     "MelDiffusionPipeline": "soundweave.pipelines.mel_diffusion",
     # capability 6: audio to image
