@@ -181,7 +181,7 @@ def test_bad_text_inputs():
         c = mulan.get_text_latents(raw_texts=["a fast trumpet"])
     assert torch.allclose(a, b, atol=1e-6) and not torch.allclose(a, c)
     ids, mask = mulan.text.tokenize([long, "x"])
-    assert ids.shape == (2, 24) and mask[1].sum() == 3  # bos + 'x' + eos
+    assert ids.shape == (2, 23) and mask[1].sum() == 3  # bos + 'x' + eos
 
 
 def test_text_ids_and_strings_agree_and_padding_is_ignored():

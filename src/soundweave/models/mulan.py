@@ -357,7 +357,7 @@ class TextTransformer(PretrainedModel):
         return self.config.max_seq_len
 
     def tokenize(self, texts) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, mask = self.tokenizer(texts, max_length=self.config.max_seq_len)
+        ids, mask = self.tokenizer(texts, max_length=self.config.max_seq_len - 1)  # + the CLS token
         return ids.to(self.token_emb.weight.device), mask.to(self.token_emb.weight.device)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
