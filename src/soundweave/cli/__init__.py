@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "soundweave.cli.mulan",
     "soundweave.cli.codec",
     "soundweave.cli.soundstorm",
+    "soundweave.cli.mel_diffusion",
 ]
 
 for _name in COMMAND_MODULES:

@@ -22,6 +22,7 @@ from .groups import app
 
 DEMO_STEPS: list[tuple[str, str]] = [
     ("corpus", "soundweave.cli.demo:corpus_demo"),
+    ("mel-diffusion", "soundweave.cli.mel_diffusion:demo"),
     ("mulan", "soundweave.cli.mulan:demo"),
     ("soundstorm", "soundweave.cli.soundstorm:demo"),
 ]

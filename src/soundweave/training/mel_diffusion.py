@@ -1,0 +1,488 @@
+"""Training a mel-spectrogram diffusion UNet (from scratch, or fine-tuning a pipeline folder / hub id).
+
+Data: a manifest folder (`captions.jsonl`) or a Hugging Face audio dataset, optionally filtered on tags
+(`{"instrument": "piano"}`), resampled to the pipeline's rate. Every item is a *random* slice of a random
+clip (a different slice each time it is drawn), turned into a spectrogram image by `MelImageCodec`;
+silent slices are skipped. Loss: DDPM noise MSE (or v-prediction MSE if the scheduler says so) at uniform
+random timesteps; in latent mode images are encoded by the frozen VAE first. Class conditioning uses the
+UNet's class embedding with one extra "null" class, dropped in with probability `class_dropout` so the
+model supports classifier-free guidance.
+
+The shared `Trainer` runs the loop (bf16, EMA, checkpoints, resume); its `eval_fn` writes sample
+spectrograms (PNG) and audio (WAV) to `OUT/samples/step-N/` every `sample_every` steps and logs how far
+their mean per-mel-bin profile is from real slices. At the end OUT is itself a pipeline folder
+(unet/, scheduler/, mel/, model_index.json) that `MelDiffusionPipeline.from_pretrained(OUT)` loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..audio.io import save
+from ..audio.mel_image import MelImageCodec
+from ..errors import CheckpointError, ConfigError, DataError
+from ..pipelines.mel_diffusion import MelDiffusionPipeline
+from .trainer import Trainer, TrainerConfig, TrainResult
+
+SPEC_NAME = "model_spec.json"
+RESOLUTIONS = (32, 64, 128, 256)
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+DEFAULT_CHANNELS = {32: (32, 64, 64), 64: (32, 64, 64, 128), 128: (32, 64, 128, 128, 256),
+                    256: (32, 64, 128, 128, 256, 256)}
+
+
+# -- statistics used to watch (and prove) learning ------------------------------------------------------
+def spectrogram_profile(images) -> np.ndarray:
+    """Mean brightness of every mel row over a set of uint8 images `(B, H, W)` -> `(H,)` in 0..1."""
+    x = np.asarray(images, dtype=np.float64) / 255.0
+    if x.ndim == 2:
+        x = x[None]
+    return x.mean(axis=(0, 2))
+
+
+def profile_distance(images_a, images_b) -> float:
+    """RMS difference of the mean per-mel-bin energy profiles of two image sets (0 = identical; 0..1)."""
+    return float(np.sqrt(np.mean((spectrogram_profile(images_a) - spectrogram_profile(images_b)) ** 2)))
+
+
+def log_mel_features(images) -> np.ndarray:
+    """Per image: mean and std over time of each mel row (pixels are log-mel dB), `(B, 2H)`."""
+    x = np.asarray(images, dtype=np.float64) / 255.0
+    if x.ndim == 2:
+        x = x[None]
+    return np.concatenate([x.mean(axis=2), x.std(axis=2)], axis=1)
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets `(N, D)` (as in FID/FAD)."""
+    a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ConfigError("frechet_distance needs two (N>=2, D) feature sets with the same D, "
+                          f"got {a.shape} and {b.shape}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    # trace of sqrt(cov_a cov_b) from the eigenvalues of sqrt(A) B sqrt(A) (symmetric, so eigh is stable)
+    vals, vecs = np.linalg.eigh(cov_a)
+    sqrt_a = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+    middle = np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a)
+    trace_sqrt = np.sqrt(np.clip(middle, 0, None)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
+
+
+# -- model construction ------------------------------------------------------------------------------------
+def default_mel(resolution: int, hop_length: int | None = None, sample_rate: int = 22050, n_fft: int = 2048,
+                n_iter: int = 32) -> MelImageCodec:
+    """Square `resolution` images; the default hop makes one image ~3 s at 22050 Hz (64 -> 1024, 256 -> 256)."""
+    if resolution not in RESOLUTIONS:
+        raise ConfigError(f"resolution must be one of {RESOLUTIONS}, got {resolution}")
+    hop = hop_length or max(64, 1024 * 64 // resolution)
+    return MelImageCodec(x_res=resolution, y_res=resolution, sample_rate=sample_rate, n_fft=n_fft, hop_length=hop,
+                         n_iter=n_iter)
+
+
+def make_unet(sample_size: int | tuple[int, int], channels: tuple[int, ...] | None = None, layers_per_block: int = 1,
+              attention: bool = True, num_class_embeds: int | None = None, cross_attention_dim: int | None = None,
+              in_channels: int = 1, norm_num_groups: int = 8):
+    """A diffusers UNet for spectrogram images: `UNet2DModel` (optionally class-conditional), or a
+    `UNet2DConditionModel` when `cross_attention_dim` is given. Attention only at the coarsest level."""
+    from diffusers import UNet2DConditionModel, UNet2DModel
+
+    size = (sample_size, sample_size) if isinstance(sample_size, int) else tuple(sample_size)
+    channels = tuple(channels or DEFAULT_CHANNELS.get(max(size), (32, 64, 64, 128)))
+    n = len(channels)
+    if any(c % norm_num_groups for c in channels):
+        raise ConfigError(f"every channel count must be divisible by norm_num_groups={norm_num_groups}: {channels}")
+    if min(size) % 2 ** (n - 1):
+        raise ConfigError(f"sample size {size} must be divisible by 2**{n - 1} for {n} UNet levels")
+    if cross_attention_dim is not None:
+        down = ["DownBlock2D"] * (n - 1) + ["CrossAttnDownBlock2D"]
+        up = ["CrossAttnUpBlock2D"] + ["UpBlock2D"] * (n - 1)
+        return UNet2DConditionModel(sample_size=size, in_channels=in_channels, out_channels=in_channels,
+                                    block_out_channels=channels, layers_per_block=layers_per_block,
+                                    down_block_types=tuple(down), up_block_types=tuple(up),
+                                    cross_attention_dim=cross_attention_dim, norm_num_groups=norm_num_groups,
+                                    attention_head_dim=8, num_class_embeds=num_class_embeds)
+    down = ["DownBlock2D"] * n
+    up = ["UpBlock2D"] * n
+    if attention:
+        down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+    return UNet2DModel(sample_size=size, in_channels=in_channels, out_channels=in_channels,
+                       block_out_channels=channels, layers_per_block=layers_per_block, down_block_types=tuple(down),
+                       up_block_types=tuple(up), norm_num_groups=norm_num_groups, attention_head_dim=8,
+                       add_attention=attention, num_class_embeds=num_class_embeds)
+
+
+def new_pipeline(resolution: int = 64, hop_length: int | None = None, sample_rate: int = 22050,
+                 channels: tuple[int, ...] | None = None, layers_per_block: int = 1, attention: bool = True,
+                 class_names: list[str] | None = None, cross_attention_dim: int | None = None,
+                 num_train_timesteps: int = 1000, prediction_type: str = "v_prediction") -> MelDiffusionPipeline:
+    """An untrained pixel-space pipeline (DDPM scheduler, linear betas, as audio-diffusion)."""
+    from diffusers import DDPMScheduler
+
+    if prediction_type not in PREDICTION_TYPES:
+        raise ConfigError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+
+    mel = default_mel(resolution, hop_length, sample_rate)
+    num_classes = len(class_names) + 1 if class_names else None
+    unet = make_unet((mel.y_res, mel.x_res), channels, layers_per_block, attention, num_classes, cross_attention_dim)
+    scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule="linear",
+                              prediction_type=prediction_type)
+    return MelDiffusionPipeline(unet, scheduler, mel, class_names=class_names)
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+class MelSliceDataset(Dataset):
+    """Random spectrogram slices of the clips of `source` (items with "audio" at the codec's rate, "tags").
+
+    Every `__getitem__` draws a new random offset, so each epoch sees different slices. Slices that are
+    silent (all pixels 255 after normalisation, or peak below `silence_peak`) are skipped. `length` may be
+    larger than the number of clips (items wrap around). Items: {"image": uint8 (H, W), "label": int}.
+    """
+
+    def __init__(self, source: Dataset, mel: MelImageCodec, *, tags: list[dict] | None = None,
+                 class_tag: str | None = None, class_names: list[str] | None = None, null_class: int | None = None,
+                 length: int | None = None, width: int | None = None, silence_peak: float = 1e-4,
+                 tries: int = 8, cache_samples: int = 150_000_000):
+        if len(source) == 0:
+            raise DataError("no clips to train on (the dataset or filter matched nothing)")
+        self.source, self.mel = source, mel
+        self.width = width or mel.x_res
+        self.tags = tags
+        self.class_tag, self.class_names, self.null_class = class_tag, class_names, null_class
+        self.length = max(len(source), length or 0)
+        self.silence_peak, self.tries = silence_peak, tries
+        self.cache: dict[int, torch.Tensor] = {}
+        self.cache_left = cache_samples
+
+    @property
+    def slice_size(self) -> int:
+        return self.width * self.mel.hop_length - 1
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _audio(self, index: int) -> torch.Tensor:
+        if index in self.cache:
+            return self.cache[index]
+        item = self.source[index]
+        audio = item["audio"]
+        if "mask" in item and not bool(item["mask"].all()):
+            audio = audio[item["mask"]]
+        if audio.shape[-1] <= self.cache_left:
+            self.cache[index] = audio
+            self.cache_left -= audio.shape[-1]
+        return audio
+
+    def label_of(self, index: int) -> int:
+        if self.class_tag is None:
+            return -1
+        value = (self.tags[index] if self.tags is not None else self.source[index]["tags"]).get(self.class_tag)
+        if value is None or str(value) not in self.class_names:
+            return self.null_class if self.null_class is not None else -1
+        return self.class_names.index(str(value))
+
+    def random_slice(self, audio: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        size = self.slice_size
+        if audio.shape[-1] < size:
+            audio = torch.nn.functional.pad(audio, (0, size - audio.shape[-1]))
+        start = int(torch.randint(0, audio.shape[-1] - size + 1, (1,), generator=generator))
+        return audio[start : start + size]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        n = len(self.source)
+        for attempt in range(n):
+            j = (index + attempt) % n
+            audio = self._audio(j)
+            for _ in range(self.tries):
+                piece = self.random_slice(audio)
+                if float(piece.abs().max()) < self.silence_peak:
+                    continue
+                image = self.mel.audio_to_images(piece)
+                if MelImageCodec.is_silent_image(image):
+                    continue
+                return {"image": image, "label": self.label_of(j % n)}
+        raise DataError("every slice of every clip is silent; nothing to train on")
+
+
+def collate_images(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    return {"images": torch.stack([item["image"] for item in items]),
+            "labels": torch.tensor([item["label"] for item in items], dtype=torch.long)}
+
+
+def normalize_where(where: dict | None) -> dict[str, list[str]]:
+    """{"instrument": "piano"} / {"instrument": "bass|flute"} / {"instrument": ["bass", "flute"]}
+    -> {"instrument": [allowed values]} (a clip matches when every tag has one of its allowed values)."""
+    out: dict[str, list[str]] = {}
+    for key, value in (where or {}).items():
+        values = value.split("|") if isinstance(value, str) else [str(v) for v in value]
+        values = [v.strip() for v in values if v.strip()]
+        if not values:
+            raise DataError(f"filter {key}= has no value")
+        out[str(key)] = values
+    return out
+
+
+def open_source(data: str | os.PathLike, sample_rate: int, where: dict[str, str] | None, split: str,
+                class_tag: str | None, audio_column: str = "audio") -> tuple[Dataset, list[dict]]:
+    """A manifest folder (captions.jsonl) or a Hugging Face dataset -> (whole clips at `sample_rate`, tags)."""
+    from ..data import CaptionedAudioDataset, HFAudioDataset
+
+    path = Path(data)
+    wanted = normalize_where(where)
+    if (path / "captions.jsonl").is_file():
+        def keep_record(record) -> bool:
+            return all(str(record.tags.get(k)) in values for k, values in wanted.items())
+
+        source = CaptionedAudioDataset(path, split=split, sample_rate=sample_rate, seconds=None,
+                                       where=keep_record if wanted else None)
+        return source, [r.tags for r in source.records]
+    if path.is_dir() and not any(path.iterdir()):
+        raise DataError(f"data folder {str(path)!r} is empty")
+    if not path.exists() and (str(data).startswith((".", "/", "~")) or str(data).count("/") > 1):
+        raise DataError(f"data folder {str(path)!r} does not exist")
+    columns = tuple(dict.fromkeys([*wanted, *([class_tag] if class_tag else [])]))
+    source = HFAudioDataset(str(data), split=split, audio_column=audio_column, caption_column=None,
+                            tag_columns=columns, sample_rate=sample_rate)
+    if wanted:
+        def keep(*values) -> bool:
+            return all(str(v) in wanted[k] for k, v in zip(wanted, values, strict=True))
+
+        source.ds = source.ds.filter(keep, input_columns=list(wanted))
+        if len(source.ds) == 0:
+            raise DataError(f"no rows of {str(data)!r} match the filter {wanted}")
+    tags = [{c: row for c, row in zip(columns, values, strict=True)}
+            for values in zip(*(source.ds[c] for c in columns), strict=True)] if columns else [{}] * len(source)
+    return source, tags
+
+
+# -- training ----------------------------------------------------------------------------------------------
+@dataclass
+class MelDiffusionTrainConfig:
+    data: str
+    out: str
+    from_pretrained: str | None = None
+    where: dict[str, Any] = field(default_factory=dict)  # tag -> value, 'a|b', or a list of values
+    split: str = "train"
+    resolution: int = 64
+    hop_length: int | None = None
+    sample_rate: int = 22050
+    channels: tuple[int, ...] | None = None
+    layers_per_block: int = 1
+    attention: bool = True
+    prediction_type: str = "v_prediction"
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 5e-4
+    warmup_steps: int = 50
+    weight_decay: float = 1e-6
+    bf16: bool = False
+    ema: bool = False
+    ema_decay: float = 0.999
+    sample_every: int = 0
+    sample_count: int = 4
+    sample_steps: int = 20
+    save_every: int = 0  # 0: every min(500, steps) steps (and at the end), so --resume always has a checkpoint
+    resume: bool = False
+    class_tag: str | None = None
+    class_dropout: float = 0.1
+    seed: int = 0
+    progress: bool = True
+    audio_column: str = "audio"
+
+    def __post_init__(self):
+        if self.resolution not in RESOLUTIONS:
+            raise ConfigError(f"resolution must be one of {RESOLUTIONS}, got {self.resolution}")
+        if not 0 <= self.class_dropout < 1:
+            raise ConfigError(f"class_dropout must be in [0, 1), got {self.class_dropout}")
+        for name in ("steps", "batch_size", "sample_count", "sample_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("sample_every", "save_every", "warmup_steps"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+
+
+@dataclass
+class MelDiffusionTrainResult:
+    pipeline: MelDiffusionPipeline
+    result: TrainResult
+    out: Path
+
+
+def make_step_fn(scheduler, vae=None, class_dropout: float = 0.1, null_class: int | None = None
+                 ) -> Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, float]]]:
+    """DDPM training step: noise an image batch at random timesteps, predict the noise (or v), MSE."""
+    num_t = scheduler.config.num_train_timesteps
+    prediction = scheduler.config.prediction_type
+
+    def step_fn(model, batch):
+        images, labels = batch["images"], batch["labels"]
+        device = next(model.parameters()).device
+        x = (images.to(device).float() / 255.0 * 2.0 - 1.0)[:, None]
+        if vae is not None:
+            with torch.no_grad():
+                x = vae.encode(x.to(vae.dtype)).latent_dist.sample().float() * vae.config.scaling_factor
+        noise = torch.randn_like(x)
+        t = torch.randint(0, num_t, (x.shape[0],), device=device)
+        noisy = scheduler.add_noise(x, noise, t)
+        kwargs = {}
+        if null_class is not None:
+            labels = labels.to(device).clone()
+            labels[labels < 0] = null_class
+            if class_dropout > 0:
+                drop = torch.rand(labels.shape, device=device) < class_dropout
+                labels[drop] = null_class
+            kwargs["class_labels"] = labels
+        if "encoder_hidden_states" in batch:
+            kwargs["encoder_hidden_states"] = batch["encoder_hidden_states"].to(device)
+        if prediction == "v_prediction":
+            target = scheduler.get_velocity(x, noise, t)
+        elif prediction == "sample":
+            target = x
+        else:
+            target = noise
+        pred = model(noisy, t, **kwargs).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), target.float())
+        return loss, {}
+
+    return step_fn
+
+
+def _spec(pipe: MelDiffusionPipeline, from_pretrained: str | None) -> dict[str, Any]:
+    return {"unet_class": type(pipe.unet).__name__, "unet": dict(pipe.unet.config),
+            "scheduler_class": type(pipe.scheduler).__name__, "scheduler": dict(pipe.scheduler.config),
+            "mel": pipe.mel.get_config(), "class_names": pipe.class_names, "null_class": pipe.null_class,
+            "from_pretrained": from_pretrained}
+
+
+def _from_spec(spec: dict[str, Any]) -> MelDiffusionPipeline:
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel, UNet2DModel
+
+    try:
+        if spec.get("from_pretrained"):
+            base = MelDiffusionPipeline.from_pretrained(spec["from_pretrained"], device="cpu")
+            vae = base.vae
+        else:
+            vae = None
+        unet_cls = UNet2DConditionModel if spec["unet_class"] == "UNet2DConditionModel" else UNet2DModel
+        sched_cls = DDIMScheduler if spec["scheduler_class"] == "DDIMScheduler" else DDPMScheduler
+        config = {k: v for k, v in spec["unet"].items() if not k.startswith("_")}
+        return MelDiffusionPipeline(unet_cls.from_config(config), sched_cls.from_config(spec["scheduler"]),
+                                    MelImageCodec.from_config(spec["mel"]), vae, class_names=spec["class_names"],
+                                    null_class=spec["null_class"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{SPEC_NAME} in the output folder is not usable for --resume: {exc}") from exc
+
+
+def _initial_pipeline(cfg: MelDiffusionTrainConfig, out: Path, class_values: list[str]) -> MelDiffusionPipeline:
+    spec_file = out / SPEC_NAME
+    if cfg.resume and spec_file.is_file():
+        return _from_spec(json.loads(spec_file.read_text()))
+    if cfg.from_pretrained:
+        pipe = MelDiffusionPipeline.from_pretrained(cfg.from_pretrained, device="cpu")
+        if cfg.class_tag and pipe.num_classes is None:
+            raise ConfigError(f"--class-tag {cfg.class_tag}: the pretrained model {cfg.from_pretrained!r} is not "
+                              "class-conditional; fine-tune it without --class-tag, or train from scratch")
+        if cfg.class_tag and pipe.class_names is not None:
+            missing = sorted(set(class_values) - set(pipe.class_names))
+            if missing:
+                raise ConfigError(f"the pretrained model knows classes {pipe.class_names}, not {missing}")
+        return pipe
+    pipe = new_pipeline(cfg.resolution, cfg.hop_length, cfg.sample_rate, cfg.channels, cfg.layers_per_block,
+                        cfg.attention, class_names=class_values or None, prediction_type=cfg.prediction_type)
+    return pipe
+
+
+def make_sample_fn(pipe: MelDiffusionPipeline, out: Path, reference: np.ndarray, count: int = 4, steps: int = 20,
+                   seed: int = 0) -> Callable[[torch.nn.Module, int], dict[str, float]]:
+    """eval_fn for the Trainer: DDIM-sample `count` spectrograms with the (EMA) unet, write PNG + WAV to
+    OUT/samples/step-N/, and return the profile distance of the samples to the `reference` real slices."""
+
+    def sample_fn(model, step: int) -> dict[str, float]:
+        current = MelDiffusionPipeline(model, pipe.scheduler, pipe.mel, pipe.vae, class_names=pipe.class_names,
+                                       null_class=pipe.null_class)
+        labels = None
+        if current.class_names:
+            labels = [i % len(current.class_names) for i in range(count)]
+        result = current(batch_size=count, steps=steps, seed=seed, scheduler="ddim", class_labels=labels)
+        folder = out / "samples" / f"step-{step:08d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, (image, audio) in enumerate(zip(result.images, result.audios, strict=True)):
+            name = f"sample-{i:02d}" + (f"-{current.class_names[labels[i]]}" if labels else "")
+            name = name.replace(" ", "_")
+            image.save(folder / f"{name}.png")
+            save(folder / f"{name}.wav", audio, result.sample_rate)
+        return {"profile_dist": profile_distance(result.arrays, reference)}
+
+    return sample_fn
+
+
+def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs) -> MelDiffusionTrainResult:
+    """Train (or fine-tune) and save the pipeline into `config.out`. See `MelDiffusionTrainConfig`."""
+    cfg = config or MelDiffusionTrainConfig(**kwargs)
+    out = Path(cfg.out)
+    spec_file = out / SPEC_NAME
+    if cfg.resume and not spec_file.is_file() and out.is_dir() and (out / "checkpoints").is_dir():
+        raise CheckpointError(f"cannot resume: {str(out)!r} has checkpoints but no {SPEC_NAME}")
+    # the rate is needed before reading data: the pretrained pipeline's, or ours
+    rate = cfg.sample_rate
+    if cfg.resume and spec_file.is_file():
+        rate = json.loads(spec_file.read_text())["mel"]["sample_rate"]
+    elif cfg.from_pretrained:
+        from ..pipelines.mel_diffusion_io import load_mel, resolve_folder
+
+        rate = load_mel(resolve_folder(cfg.from_pretrained)).sample_rate
+    source, tags = open_source(cfg.data, rate, cfg.where, cfg.split, cfg.class_tag, cfg.audio_column)
+    class_values: list[str] = []
+    if cfg.class_tag:
+        class_values = sorted({str(t[cfg.class_tag]) for t in tags if t.get(cfg.class_tag) is not None})
+        if not class_values:
+            raise DataError(f"no clip has the tag {cfg.class_tag!r}; tags present: "
+                            f"{sorted({k for t in tags for k in t})}")
+    pipe = _initial_pipeline(cfg, out, class_values)
+    if pipe.mel.sample_rate != rate:
+        raise ConfigError(f"data were read at {rate} Hz but the pipeline runs at {pipe.mel.sample_rate} Hz")
+    class_names = pipe.class_names if cfg.class_tag else None
+    if cfg.class_tag and class_names is None:
+        raise ConfigError("--class-tag needs a model with class names")
+    dataset = MelSliceDataset(source, pipe.mel, tags=tags, class_tag=cfg.class_tag if class_names else None,
+                              class_names=class_names, null_class=pipe.null_class, length=cfg.batch_size)
+    out.mkdir(parents=True, exist_ok=True)
+    spec_file.write_text(json.dumps(_spec(pipe, cfg.from_pretrained), indent=2, default=list))
+    (out / "mel_diffusion_train.json").write_text(json.dumps(asdict(cfg), indent=2, default=list))
+    if pipe.vae is not None:
+        pipe.vae.requires_grad_(False).eval()
+    null = pipe.null_class if pipe.num_classes is not None else None
+    step_fn = make_step_fn(pipe.scheduler, pipe.vae, cfg.class_dropout if class_names else 0.0, null)
+    eval_fn = None
+    if cfg.sample_every:
+        generator = torch.Generator().manual_seed(cfg.seed + 1)
+        ref_items = [dataset[int(i)] for i in torch.randint(0, len(dataset), (32,), generator=generator)]
+        reference = torch.stack([item["image"] for item in ref_items]).numpy()
+        eval_fn = make_sample_fn(pipe, out, reference, cfg.sample_count, cfg.sample_steps, cfg.seed)
+    pipe.unet.train()
+    trainer = Trainer(pipe.unet, dataset, step_fn, TrainerConfig(
+        out_dir=str(out), max_steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+        warmup_steps=min(cfg.warmup_steps, cfg.steps // 5), weight_decay=cfg.weight_decay, betas=(0.95, 0.999),
+        mixed_precision="bf16" if cfg.bf16 else "no", ema_decay=cfg.ema_decay if cfg.ema else None,
+        eval_every=cfg.sample_every, save_every=cfg.save_every or max(1, min(500, cfg.steps)),
+        log_every=max(1, min(50, cfg.steps // 20)), seed=cfg.seed, progress=cfg.progress),
+        collate_fn=collate_images, eval_fn=eval_fn)
+    result = trainer.fit(resume=cfg.resume)
+    final = MelDiffusionPipeline(trainer.eval_model, pipe.scheduler, pipe.mel, pipe.vae,
+                                 class_names=pipe.class_names, null_class=pipe.null_class)
+    final.unet.eval()
+    final.save_pretrained(out)
+    return MelDiffusionTrainResult(pipeline=final, result=result, out=out)
+
