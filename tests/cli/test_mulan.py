@@ -47,7 +47,7 @@ def test_train_resume_eval_embed(corpus, tmp_path):
         "--seconds",
         "1.0",
     ]
-    invoke([*common, "--steps", "2", "--save-every", "2"])
+    invoke([*common, "--steps", "2", "--save-every", "2", "--grad-cache-chunk", "2"])
     assert (run / "model" / "config.json").is_file() and (run / "checkpoints").is_dir()
     resumed = invoke([*common, "--steps", "4", "--resume", "--bf16", "--eval-every", "2"])
     summary = last_json(resumed.stdout)

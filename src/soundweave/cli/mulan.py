@@ -27,15 +27,17 @@ def train_mulan_cmd(
         "(a TextTransformer with a BPE trained on the captions), or an HF id/folder.",
     ),
     steps: int = typer.Option(2000, "--steps", help="Optimizer steps."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Clips per step (the in-batch negatives)."),
+    batch_size: int = typer.Option(
+        64, "--batch-size", help="Clips per batch; each clip's negatives are the other clips of its batch."
+    ),
     grad_accum: int = typer.Option(
-        1, "--grad-accum", help="Micro-batches per step; each micro-batch only sees its own negatives."
+        1, "--grad-accum", help="Batches per optimizer step (gradients averaged; negatives stay per batch)."
     ),
     grad_cache_chunk: int = typer.Option(
         0,
         "--grad-cache-chunk",
-        help="GradCache: negatives over the whole batch, activations for this many "
-        "clips at a time (0 = off).",
+        help="GradCache: the whole batch stays one contrastive problem while only this many clips' "
+        "activations are held at a time (0 = off).",
     ),
     size: str = typer.Option("small", "--size", help="Model size preset: tiny | small | base."),
     lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),

@@ -13,8 +13,9 @@ already multiplied by the (learnable) temperature scale; the matching pairs are 
 l2-normalised latents into a loss.
 
 Gradient accumulation: every loss here sees the negatives *in the tensors it is given*. Under the
-Trainer's `grad_accum`, each micro-batch is its own contrastive problem (its negatives are the other
-items of that micro-batch only), and the accumulated gradient is the mean of the micro-batch gradients.
+Trainer's `grad_accum`, each micro-batch (of `batch_size` items) is its own contrastive problem (its
+negatives are the other items of that micro-batch only), and the accumulated gradient is the mean of the
+micro-batch gradients.
 For negatives across a whole large batch under a memory limit, use the GradCache-style step in
 `soundweave.training.mulan.grad_cache_backward`, whose gradient equals the full-batch gradient.
 """

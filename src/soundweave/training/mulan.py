@@ -8,14 +8,15 @@ crop a window per access), `TextFeatureCache` (a frozen text tower's outputs per
 `mulan_step_fn` / `grad_cache_backward` (one micro-batch / a GradCache step), `MuLaNEvaluator`
 (retrieval R@k both ways and zero-shot tag accuracy with caption templates) and `train_mulan`.
 
-Negatives and gradient accumulation: with the Trainer's `grad_accum = k`, a step of `batch_size` items
-is k micro-batches of `batch_size / k`, and each micro-batch is its own contrastive problem (its
-negatives are only the other items of that micro-batch); the step's gradient is the mean of the
-micro-batch gradients. `grad_cache_chunk = c` instead keeps every step one contrastive problem over all
-`batch_size` items while holding only `c` items' activations at a time (GradCache, Gao et al. 2021):
-latents are computed without a graph, the full-batch loss gives their gradients, then each chunk is
-re-run (same random SpecAugment draws) and back-propagated with those gradients. Its gradient equals
-the full-batch gradient (tested).
+Negatives and gradient accumulation: the Trainer's `batch_size` is the micro-batch; with `grad_accum = k`
+an optimizer step is k micro-batches of `batch_size` clips, and each micro-batch is its own contrastive
+problem (its negatives are only the other clips of that micro-batch); the step's gradient is the mean of
+the k micro-batch gradients (tested in tests/nn/test_contrastive.py). More negatives than fit in memory
+at once: `grad_cache_chunk = c` keeps each micro-batch of `batch_size` clips one contrastive problem while
+holding only `c` clips' activations at a time (GradCache, Gao et al. 2021): latents are computed without
+a graph, the full-batch loss gives their gradients, then each chunk is re-run (with the same random
+SpecAugment draws) and back-propagated with those gradients. Its gradient equals the full-batch gradient
+(tested).
 """
 
 from __future__ import annotations
@@ -432,7 +433,6 @@ class MuLaNTrainConfig:
     seed: int = 0
     progress: bool = True
     resume: bool = False
-    max_time: float | None = None  # seconds; stop (and save) after this much training time
 
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
@@ -524,33 +524,11 @@ def train_mulan(config: MuLaNTrainConfig, model: MuLaN | None = None) -> MuLaNTr
         collate_fn=collate_audio,
         eval_fn=eval_fn if evaluator else None,
     )
-    if config.max_time:
-        result = _fit_with_time_limit(trainer, config.resume, config.max_time)
-    else:
-        result = trainer.fit(resume=config.resume)
+    result = trainer.fit(resume=config.resume)
     final = trainer.eval_model
     model_dir = final.save_pretrained(out / "model")
     (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     return MuLaNTrainResult(model=final, model_dir=model_dir, train=result, evals=result.evals)
-
-
-def _fit_with_time_limit(trainer: Trainer, resume: bool, max_time: float) -> TrainResult:
-    """fit() in slices of steps until max_steps or `max_time` seconds of training."""
-    total = TrainResult(step=trainer.step)
-    spent = 0.0
-    chunk = max(1, trainer.config.eval_every or 25)
-    first = True
-    while trainer.step < trainer.config.max_steps and spent < max_time:
-        part = trainer.fit(
-            resume=resume if first else False, stop_at=min(trainer.config.max_steps, trainer.step + chunk)
-        )
-        first = False
-        total.losses += part.losses
-        total.evals += part.evals
-        spent += part.elapsed
-        total.checkpoint = part.checkpoint or total.checkpoint
-    total.step, total.elapsed = trainer.step, spent
-    return total
 
 
 def loss_floor(batch_size: int) -> float:
