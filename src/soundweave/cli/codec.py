@@ -187,3 +187,11 @@ def codec_demo(ctx, steps: int = 400, max_seconds: float | None = 60.0, preset: 
     ctx.add_output(step_name, "clip -> codes -> audio (all levels)", out / "reconstruction.wav")
     ctx.add_output(step_name, f"the same with only {low} levels (lower bitrate)", out / f"reconstruction-{low}q.wav")
     return result
+
+
+def demo(ctx, steps: int = 400, max_seconds: float | None = 60.0) -> None:
+    """Demo step `codec`: train the demo codec for about a minute and reconstruct a test clip.
+
+    Later steps (SoundStorm) find the trained codec among this step's outputs and reuse it.
+    """
+    codec_demo(ctx, steps=steps, max_seconds=max_seconds)

@@ -24,6 +24,7 @@ DEMO_STEPS: list[tuple[str, str]] = [
     ("corpus", "soundweave.cli.demo:corpus_demo"),
     ("mel-diffusion", "soundweave.cli.mel_diffusion:demo"),
     ("mulan", "soundweave.cli.mulan:demo"),
+    ("codec", "soundweave.cli.codec:demo"),
     ("soundstorm", "soundweave.cli.soundstorm:demo"),
 ]
 
