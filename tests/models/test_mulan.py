@@ -115,6 +115,8 @@ def test_sample_rate_is_resampled_at_the_edge():
         direct = mulan.get_audio_latents(wav22, sample_rate=22050)
         manual = mulan.get_audio_latents(resample(wav22, 22050, SR))
     assert torch.allclose(direct, manual, atol=1e-5)
+    scores = mulan.score(torch.cat([wav22, wav22]), ["a piano", "drums", "a cello"], sample_rate=22050)
+    assert scores.shape == (3, 2) and torch.allclose(scores[:, 0], scores[:, 1], atol=1e-5)
 
 
 def test_bad_audio_inputs():
