@@ -89,6 +89,28 @@ def test_filters(corpus):
         normalize_where({"instrument": " | "})
 
 
+def test_hugging_face_dataset_source(tmp_path):
+    import io
+
+    import datasets
+
+    sr = 16000
+    cells, names = [], []
+    for i, name in enumerate(["low", "high", "low"]):
+        buffer = io.BytesIO()
+        freq = 110 if name == "low" else 3000
+        sf.write(buffer, 0.3 * np.sin(2 * np.pi * freq * np.arange(sr) / sr + i), sr, format="WAV")
+        cells.append({"bytes": buffer.getvalue(), "path": None})
+        names.append(name)
+    datasets.Dataset.from_dict({"audio": cells, "pitch": names}).save_to_disk(str(tmp_path / "hf"))
+    source, tags = open_source(tmp_path / "hf", 22050, {"pitch": "low"}, "train", "pitch")
+    assert len(source) == 2 and tags == [{"pitch": "low"}, {"pitch": "low"}]
+    assert source[0]["audio"].shape[-1] == 22050  # 1 s at 16 kHz, resampled
+    mel = new_pipeline(32, 1024, channels=(8, 16)).mel
+    item = MelSliceDataset(source, mel, tags=tags, class_tag="pitch", class_names=["low"])[1]
+    assert item["image"].shape == (32, 32) and item["label"] == 0
+
+
 # -- statistics ----------------------------------------------------------------------------------------------
 def test_frechet_distance_and_profiles():
     rng = np.random.default_rng(0)
