@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,17 +198,20 @@ class CodecTrainResult:
     final_metrics: dict[str, float] = field(default_factory=dict)  # after training
 
 
-def _eval_split(data_dir: Path, preferred: str) -> str | None:
+def _eval_clips(data_dir: Path, splits: str | Sequence[str], count: int, seconds: float | None,
+                sample_rate: int) -> list[torch.Tensor]:
+    """Up to `count` clips from each of `splits` that exists (falling back to 'train' if none does)."""
     from ..data.manifest import read_manifest
 
-    try:
-        splits = {r.split for r in read_manifest(data_dir)}
-    except DataError:
-        return None
-    for name in (preferred, "valid", "test", "train"):
-        if name in splits:
-            return name
-    return None
+    if count <= 0:
+        return []
+    wanted = [splits] if isinstance(splits, str) else list(splits)
+    present = {r.split for r in read_manifest(data_dir)}
+    chosen = [s for s in wanted if s in present] or ["train"]
+    clips: list[torch.Tensor] = []
+    for split in chosen:
+        clips += load_clips(data_dir, split, sample_rate, count, seconds)
+    return clips
 
 
 def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *, preset: str = "demo",
@@ -216,7 +220,8 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
                 warmup_steps: int | None = None, bf16: bool = False, adversarial: bool = False,
                 adversarial_weight: float = 1.0, feature_weight: float = 2.0, ema_decay: float | None = None,
                 resume: bool = False, seed: int = 0, eval_every: int = 0, save_every: int = 0,
-                eval_clips: int = 8, eval_seconds: float | None = 2.0, eval_split: str = "valid",
+                eval_clips: int = 8, eval_seconds: float | None = 2.0,
+                eval_split: str | Sequence[str] = "valid",
                 log_every: int = 10, progress: bool = True, device: str | None = None,
                 max_seconds: float | None = None) -> CodecTrainResult:
     """Train a SoundStream codec on a manifest folder's train split; save it to `out_dir`.
@@ -224,7 +229,8 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
     preset: "tiny" | "demo" | "base" (see `CODEC_PRESETS`); `model_config` overrides its entries
     (e.g. `dict(rq_num_quantizers=4)`). `init_from` fine-tunes a saved codec instead. Crop length,
     batch size and learning rate default per preset (`PRESET_TRAINING`). `resume=True` continues from
-    the newest checkpoint in out_dir with the model configuration stored there. `max_seconds` stops
+    the newest checkpoint in out_dir with the model configuration stored there. The metrics
+    are measured on `eval_clips` clips (cut to `eval_seconds`) of each split in `eval_split`. `max_seconds` stops
     early once that much wall time has passed (checked every ~steps/10 steps), e.g. for a demo budget.
     Returns the trained codec with SoundStream metrics (SI-SDR, mel distance) before and after.
     """
@@ -253,8 +259,7 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
                                     crop="random")
     if len(dataset) < batch_size:
         batch_size = len(dataset)
-    split = _eval_split(data_dir, eval_split)
-    eval_audio = load_clips(data_dir, split, codec.sample_rate, eval_clips, eval_seconds) if eval_clips else []
+    eval_audio = _eval_clips(data_dir, eval_split, eval_clips, eval_seconds, codec.sample_rate)
     initial = reconstruction_metrics(codec, eval_audio) if eval_audio else {}
     model: nn.Module = AdversarialCodec(codec, adversarial_weight=adversarial_weight,
                                         feature_weight=feature_weight) if adversarial else codec
