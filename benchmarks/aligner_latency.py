@@ -1,0 +1,79 @@
+"""Audio -> embedding latency of AudioCLIPAligner at the w2v-bert-2.0 size (631M parameters, random weights).
+
+A 10 s clip, target 77 x 1024 (SD 2.x CLIP). Paths timed (median of --repeats after a warm-up):
+  fp32          fp32 weights, fp32 compute (reported beside the default)
+  bf16_autocast fp32 weights under bf16 autocast (what transformers as-is does with autocast)
+  bf16          bf16 weights (`aligner.to(torch.bfloat16)`): the default CPU path of the CLI and pipeline
+Feature extraction (numpy fbank) is included in every figure and also reported alone.
+Goal: the default CPU path <= 1.5 s on 2 cores. Prints JSON.
+
+    python benchmarks/aligner_latency.py [--seconds 10] [--repeats 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+
+def w2v_bert_2_config():
+    from transformers import Wav2Vec2BertConfig
+
+    # facebook/w2v-bert-2.0: 24 conformer layers, hidden 1024, 16 heads, FF 4096 (~580M) + the audio2img adapter
+    return Wav2Vec2BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                              feature_projection_input_dim=160, position_embeddings_type="relative_key",
+                              conv_depthwise_kernel_size=31, add_adapter=True, adapter_kernel_size=3, adapter_stride=2,
+                              num_adapter_layers=2, layerdrop=0.0, apply_spec_augment=False)
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--paths", default="fp32,bf16_autocast,bf16")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from soundweave.models.aligner import AudioCLIPAligner
+
+    torch.manual_seed(0)
+    aligner = AudioCLIPAligner(w2v_bert_2_config(), target_dim=1024, target_len=77, max_seconds=10.0).eval()
+    audio = 0.1 * torch.randn(int(args.seconds * 16000))
+    result = {"benchmark": "aligner_latency", "parameters_M": round(aligner.num_parameters() / 1e6, 1),
+              "clip_seconds": args.seconds, "threads": torch.get_num_threads(), "repeats": args.repeats}
+    result["feature_extraction_s"] = round(timed(lambda: aligner.preprocess(audio, 16000), args.repeats), 4)
+    paths = args.paths.split(",")
+    with torch.inference_mode():
+        if "fp32" in paths:
+            result["fp32_s"] = round(timed(lambda: aligner.encode(audio, 16000), args.repeats), 3)
+        if "bf16_autocast" in paths:
+            result["bf16_autocast_s"] = round(
+                timed(lambda: aligner.encode(audio, 16000, precision="bf16"), args.repeats), 3)
+        if "bf16" in paths:
+            aligner.to(torch.bfloat16)
+            result["bf16_s"] = round(timed(lambda: aligner.encode(audio, 16000), args.repeats), 3)
+    default = result.get("bf16_s")
+    result["default_cpu_path"] = "bf16 weights"
+    result["default_cpu_s"] = default
+    result["goal_s"] = 1.5
+    result["meets_goal"] = default is not None and default <= 1.5
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

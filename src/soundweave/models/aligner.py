@@ -1,0 +1,426 @@
+"""AudioCLIPAligner: Wav2Vec2-BERT + a convolutional adapter whose output SEQUENCE stands in for a text
+encoder's hidden states (e.g. the CLIP text encoder of Stable Diffusion), after audio2img.
+
+    aligner = AudioCLIPAligner.from_pretrained("facebook/w2v-bert-2.0", target_dim=1024, target_len=77)
+    seq = aligner.encode(audio, sr)             # (B, 77, 1024), a drop-in for CLIP's last_hidden_state
+    out = aligner.embed(audio, sr); out.pooled  # (B, 1024) pooled vector for models that need one
+
+How a clip of any length becomes exactly `target_len` tokens (covering the WHOLE clip, up to
+`max_seconds`):
+
+1. audio at any rate is resampled to 16 kHz; clips longer than `max_seconds` (default 10 s) are cropped
+   (`crop='start'|'center'`, flagged in `AlignerOutput.cropped`); clips shorter than one adapter frame
+   raise `AudioTooShortError` unless `pad_short=True` zero-pads them to that minimum.
+2. `SeamlessM4TFeatureExtractor`: 80 Kaldi fbank bins every 10 ms, normalised per bin, stacked by 2
+   -> 160-d frames at 50 per second (per clip, no fixed 375-frame cut as in the published model).
+3. the Wav2Vec2-BERT conformer, then the adapter: each layer strides by `adapter_stride` with
+   L' = floor((L + 2p - k) / s) + 1. With the default 2 layers of stride 2 that is 12.5 tokens per
+   second, so a 10 s clip gives 125 tokens and a 6 s clip 75: the adapter is sized so that the longest
+   allowed clip has at least `target_len - 1` tokens (3 layers would give only 62 at 10 s). The adapter
+   runs here with padding masked at every layer, so a batch of clips of different lengths gives the
+   same tokens as each clip alone.
+4. the valid adapter tokens of each clip are resampled to `target_len - 1` tokens with a linear (tent)
+   kernel whose width grows with the ratio (anti-aliased when shrinking, linear interpolation when
+   stretching): every output token covers an equal share of the clip, whatever its length.
+5. a projection to `target_dim` (when the adapter width differs), then a learned BOS embedding is put
+   in front (CLIP's first position does not depend on the text, so one learned vector stands in).
+
+Silence: clips whose peak is below `silence_threshold` (default 1e-4, -80 dBFS) are replaced by exact
+digital silence, so every silent clip of a given length maps to the same finite embedding; flagged in
+`AlignerOutput.silent`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..audio.io import check_audio, check_sample_rate, resample
+from ..errors import AudioError, CheckpointError, ConfigError, ShapeError
+from ..runtime import autocast
+from .base import PretrainedModel, read_config, resolve_pretrained
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+CROPS = ("start", "center")
+# SeamlessM4TFeatureExtractor framing: 25 ms window, 10 ms hop at 16 kHz
+_WIN, _HOP = 400, 160
+
+
+class AudioTooShortError(AudioError):
+    """A clip shorter than one adapter frame of the aligner."""
+
+
+def default_feature_extractor_config() -> dict[str, Any]:
+    from transformers import SeamlessM4TFeatureExtractor
+
+    return SeamlessM4TFeatureExtractor().to_dict()
+
+
+@dataclass
+class AlignerConfig:
+    encoder: dict[str, Any]  # a Wav2Vec2BertConfig as a dict
+    target_dim: int = 1024
+    target_len: int = 77
+    max_seconds: float = 10.0
+    crop: str = "start"
+    silence_threshold: float = 1e-4
+    feature_extractor: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AlignerInputs:
+    """Model-ready features of a batch of clips."""
+
+    input_features: torch.Tensor  # (B, F, 160) stacked fbank frames
+    attention_mask: torch.Tensor  # (B, F) 1 = real frame
+    seconds: torch.Tensor  # (B,) seconds of audio used per clip (after cropping/padding)
+    cropped: torch.Tensor  # (B,) bool: the clip was longer than max_seconds and was cropped
+    silent: torch.Tensor  # (B,) bool: the clip was silent (peak < silence_threshold)
+
+
+@dataclass
+class AlignerOutput:
+    last_hidden_state: torch.Tensor  # (B, target_len, target_dim): BOS + resampled tokens
+    pooled: torch.Tensor  # (B, target_dim): mean of the content tokens (all but BOS)
+    num_tokens: torch.Tensor  # (B,) adapter tokens per clip before resampling to target_len - 1
+    seconds: torch.Tensor | None = None
+    cropped: torch.Tensor | None = None
+    silent: torch.Tensor | None = None
+
+
+def conv_out_length(lengths: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
+    return torch.div(lengths + 2 * padding - kernel, stride, rounding_mode="floor") + 1
+
+
+def resample_tokens(hidden: torch.Tensor, lengths: torch.Tensor, out_len: int) -> torch.Tensor:
+    """Resample the first `lengths[b]` tokens of each row of `hidden` (B, T, D) to `out_len` tokens.
+
+    A tent kernel centred on each output token, as wide as max(1, lengths / out_len) input tokens:
+    linear interpolation when stretching, an anti-aliased average when shrinking. Padding is ignored.
+    """
+    b, t, _ = hidden.shape
+    n = lengths.to(hidden.device, torch.float32).clamp_min(1)[:, None, None]  # (B, 1, 1)
+    centres = (torch.arange(out_len, device=hidden.device, dtype=torch.float32)[None, :, None] + 0.5) * n / out_len
+    pos = torch.arange(t, device=hidden.device, dtype=torch.float32)[None, None, :] + 0.5  # (1, 1, T)
+    width = (n / out_len).clamp_min(1.0)
+    weight = (1.0 - (pos - centres).abs() / width).clamp_min(0.0) * (pos < n)  # (B, out_len, T)
+    weight = weight / weight.sum(-1, keepdim=True).clamp_min(1e-12)
+    return torch.bmm(weight.to(hidden.dtype), hidden)
+
+
+class AudioCLIPAligner(PretrainedModel):
+    """Wav2Vec2-BERT + adapter -> a (target_len, target_dim) sequence that stands in for a text encoder's
+    hidden states. See the module docstring for how clips map to tokens.
+
+    config: a transformers `Wav2Vec2BertConfig` (or its dict). Set `add_adapter=True` and the adapter
+        options in it (from_pretrained does: kernel 3, stride 2, 2 layers, layerdrop 0.0, as audio2img).
+    target_dim: width of the text encoder to imitate (1024 for SD 2.x's CLIP, 768 for SD 1.x).
+    target_len: positions of that encoder (77 for CLIP).
+    max_seconds: longest audio used; longer clips are cropped (`crop='start'|'center'`).
+    encoder: an already built `Wav2Vec2BertModel` for `config` to wrap (from_pretrained uses this).
+
+    Reference: audio2img (w2v-bert-2.0 aligned to SD 2.1's CLIP text encoder); Wav2Vec2-BERT, Seamless
+    (arXiv 2312.05187).
+    """
+
+    def __init__(self, config, target_dim: int = 1024, target_len: int = 77, max_seconds: float = 10.0,
+                 crop: str = "start", silence_threshold: float = 1e-4,
+                 feature_extractor: dict[str, Any] | None = None, encoder: nn.Module | None = None):
+        super().__init__()
+        from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
+
+        if isinstance(config, dict):
+            config = Wav2Vec2BertConfig.from_dict(dict(config))
+        if not isinstance(config, Wav2Vec2BertConfig):
+            raise ConfigError(f"config must be a Wav2Vec2BertConfig or its dict, got {type(config).__name__}")
+        if int(target_len) < 2:
+            raise ConfigError(f"target_len must be >= 2 (a BOS slot plus content tokens), got {target_len}")
+        if int(target_dim) < 1:
+            raise ConfigError(f"target_dim must be positive, got {target_dim}")
+        if not max_seconds or max_seconds <= 0:
+            raise ConfigError(f"max_seconds must be positive, got {max_seconds}")
+        if crop not in CROPS:
+            raise ConfigError(f"crop must be one of {CROPS}, got {crop!r}")
+        fe = dict(feature_extractor) if feature_extractor else default_feature_extractor_config()
+        if int(fe.get("sampling_rate", SAMPLE_RATE)) != SAMPLE_RATE or int(fe.get("stride", 2)) * 80 != \
+                config.feature_projection_input_dim:
+            raise ConfigError(f"feature extractor {fe} does not produce the encoder's "
+                              f"{config.feature_projection_input_dim}-d frames at {SAMPLE_RATE} Hz")
+        self.config = AlignerConfig(encoder=config.to_dict(), target_dim=int(target_dim),
+                                    target_len=int(target_len), max_seconds=float(max_seconds), crop=crop,
+                                    silence_threshold=float(silence_threshold), feature_extractor=fe)
+        model = encoder if encoder is not None else Wav2Vec2BertModel(config)
+        # the adapter is run by `_adapt`, which masks padding at every layer (transformers' adapter lets
+        # padded frames leak into the last valid token of a batched clip)
+        self.adapter = model.adapter
+        model.adapter = None
+        self.encoder = model
+        width = config.output_hidden_size if self.adapter is not None else config.hidden_size
+        self.proj = nn.Linear(width, target_dim) if width != target_dim else nn.Identity()
+        self.bos = nn.Parameter(torch.zeros(target_dim))
+        self._fe = None
+
+    # -- configuration -----------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        c = self.config
+        return {"encoder": c.encoder, "target_dim": c.target_dim, "target_len": c.target_len,
+                "max_seconds": c.max_seconds, "crop": c.crop, "silence_threshold": c.silence_threshold,
+                "feature_extractor": c.feature_extractor}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Self:
+        config = dict(config)
+        return cls(config.pop("encoder"), **config)
+
+    @property
+    def encoder_config(self):
+        return self.encoder.config
+
+    @property
+    def feature_extractor(self):
+        if self._fe is None:
+            from transformers import SeamlessM4TFeatureExtractor
+
+            self._fe = SeamlessM4TFeatureExtractor(**{k: v for k, v in self.config.feature_extractor.items()
+                                                      if k != "feature_extractor_type"})
+        return self._fe
+
+    @property
+    def adapter_frames(self) -> int:
+        """Stacked feature frames per adapter output token (the adapter's total stride)."""
+        if self.adapter is None:
+            return 1
+        c = self.encoder_config
+        return int(c.adapter_stride) ** int(c.num_adapter_layers)
+
+    @property
+    def tokens_per_second(self) -> float:
+        stride = int(self.config.feature_extractor.get("stride", 2))
+        return SAMPLE_RATE / _HOP / stride / self.adapter_frames
+
+    @property
+    def min_samples(self) -> int:
+        """Fewest 16 kHz samples that make one adapter frame (95 ms with the default adapter)."""
+        stride = int(self.config.feature_extractor.get("stride", 2))
+        return _WIN + (stride * self.adapter_frames - 1) * _HOP
+
+    @property
+    def max_samples(self) -> int:
+        return int(round(self.config.max_seconds * SAMPLE_RATE))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.bos.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.bos.device
+
+    # -- loading -------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | os.PathLike, target_dim: int | None = None,
+                        target_len: int | None = None, *, revision: str | None = None,
+                        device: str | torch.device | None = None, strict: bool = True,
+                        max_seconds: float | None = None, crop: str | None = None, add_adapter: bool = True,
+                        adapter_kernel_size: int = 3, adapter_stride: int = 2, num_adapter_layers: int = 2,
+                        layerdrop: float = 0.0, **encoder_overrides) -> Self:
+        """Load a saved aligner folder, or start a new aligner from a Wav2Vec2-BERT checkpoint.
+
+        path_or_id: a folder written by `save_pretrained` (the trained aligner), or a hub id / local
+            folder of a transformers `Wav2Vec2BertModel` (e.g. "facebook/w2v-bert-2.0"): its weights
+            are loaded and the adapter (`add_adapter`, `adapter_kernel_size`, `adapter_stride`,
+            `num_adapter_layers`), projection and BOS slot are new. `encoder_overrides` are further
+            Wav2Vec2BertConfig fields (e.g. `apply_spec_augment=False`, `output_hidden_size=...`).
+        target_dim / target_len: the text encoder to imitate (default 1024 x 77, SD 2.x's CLIP). For a
+            saved aligner they must match what it was trained for (or be left out).
+        """
+        folder = resolve_pretrained(path_or_id, revision=revision, allow_patterns=[
+            "config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors",
+            "preprocessor_config.json"])
+        stored = read_config(folder)
+        if stored.get("_class") == cls.__name__:
+            for name, value in (("target_dim", target_dim), ("target_len", target_len)):
+                if value is not None and int(value) != int(stored[name]):
+                    raise ConfigError(f"the aligner in {str(folder)!r} was trained for {name}={stored[name]}, "
+                                      f"not {value}; train a new aligner for that text encoder")
+            overrides = {k: v for k, v in (("max_seconds", max_seconds), ("crop", crop)) if v is not None}
+            return super().from_pretrained(folder, device=device, strict=strict, **overrides)
+        if stored.get("model_type") != "wav2vec2-bert":
+            raise CheckpointError(f"{str(path_or_id)!r} is neither a saved AudioCLIPAligner nor a Wav2Vec2-BERT "
+                                  f"checkpoint (its config.json has model_type={stored.get('model_type')!r})")
+        from transformers import Wav2Vec2BertModel
+
+        try:
+            encoder = Wav2Vec2BertModel.from_pretrained(
+                str(folder), add_adapter=add_adapter, adapter_kernel_size=adapter_kernel_size,
+                adapter_stride=adapter_stride, num_adapter_layers=num_adapter_layers, layerdrop=layerdrop,
+                **encoder_overrides)
+        except (OSError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"could not load Wav2Vec2-BERT from {str(folder)!r}: {exc}") from exc
+        fe = None
+        if (folder / "preprocessor_config.json").is_file():
+            from transformers import SeamlessM4TFeatureExtractor
+
+            fe = SeamlessM4TFeatureExtractor.from_pretrained(str(folder)).to_dict()
+        model = cls(encoder.config, target_dim=target_dim or 1024, target_len=target_len or 77,
+                    max_seconds=max_seconds or 10.0, crop=crop or "start", feature_extractor=fe, encoder=encoder)
+        model.eval()
+        if device is not None:
+            model.to(device)
+        return model
+
+    # -- audio -> features -----------------------------------------------------------------------------
+    def preprocess(self, audio, sr: int, *, lengths=None, pad_short: bool = False) -> AlignerInputs:
+        """Audio -> fbank features for the encoder.
+
+        audio: (T,), (B, T) tensor/array, or a list of 1-D clips of different lengths. sr: its rate
+        (resampled to 16 kHz). lengths: (B,) valid samples per row of a zero-padded (B, T) batch.
+        pad_short: zero-pad clips shorter than one adapter frame instead of raising AudioTooShortError.
+        """
+        sr = check_sample_rate(sr)
+        clips = self._split_clips(audio, lengths)
+        cfg = self.config
+        arrays, seconds, cropped, silent = [], [], [], []
+        for i, clip in enumerate(clips):
+            clip = resample(clip, sr, SAMPLE_RATE) if sr != SAMPLE_RATE else clip
+            n = clip.shape[-1]
+            if n > self.max_samples:
+                start = 0 if cfg.crop == "start" else (n - self.max_samples) // 2
+                clip = clip[start: start + self.max_samples]
+                log.warning("clip %d lasts %.2f s; the aligner uses %s %.1f s (max_seconds)", i, n / SAMPLE_RATE,
+                            "the first" if cfg.crop == "start" else "the middle", cfg.max_seconds)
+                cropped.append(True)
+            else:
+                cropped.append(False)
+            if clip.shape[-1] < self.min_samples:
+                if not pad_short:
+                    raise AudioTooShortError(
+                        f"clip {i} lasts {1000 * clip.shape[-1] / SAMPLE_RATE:.1f} ms, shorter than one adapter "
+                        f"frame of this aligner ({1000 * self.min_samples / SAMPLE_RATE:.0f} ms at 16 kHz); "
+                        "pass pad_short=True to zero-pad it, or use a longer clip")
+                clip = F.pad(clip, (0, self.min_samples - clip.shape[-1]))
+            is_silent = bool(clip.abs().max() < cfg.silence_threshold)
+            if is_silent:
+                clip = torch.zeros_like(clip)
+            silent.append(is_silent)
+            seconds.append(clip.shape[-1] / SAMPLE_RATE)
+            arrays.append(clip.detach().cpu().numpy().astype(np.float32))
+        out = self.feature_extractor(arrays, sampling_rate=SAMPLE_RATE, padding=True, return_tensors="np",
+                                     return_attention_mask=True)
+        features = torch.from_numpy(out["input_features"])
+        # exact silence has zero variance per bin; the extractor's normalisation then yields 0 (keep it finite)
+        features = torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)
+        return AlignerInputs(input_features=features, attention_mask=torch.from_numpy(out["attention_mask"]).long(),
+                             seconds=torch.tensor(seconds), cropped=torch.tensor(cropped),
+                             silent=torch.tensor(silent))
+
+    @staticmethod
+    def _split_clips(audio, lengths) -> list[torch.Tensor]:
+        if isinstance(audio, (list, tuple)):
+            if not audio:
+                raise ShapeError("audio is an empty list; pass at least one clip")
+            clips = [check_audio(a, f"audio[{i}]") for i, a in enumerate(audio)]
+            for i, c in enumerate(clips):
+                if c.ndim != 1:
+                    raise ShapeError(f"audio[{i}] must be a 1-D clip, got shape {tuple(c.shape)}")
+            return clips
+        audio = check_audio(audio)
+        if audio.ndim == 1:
+            audio = audio[None]
+        if lengths is None:
+            return list(audio.unbind(0))
+        lengths = torch.as_tensor(lengths).long().tolist()
+        if len(lengths) != audio.shape[0]:
+            raise ShapeError(f"lengths has {len(lengths)} entries for {audio.shape[0]} clips")
+        if any(n < 1 or n > audio.shape[1] for n in lengths):
+            raise ShapeError(f"lengths must be in 1..{audio.shape[1]}, got {lengths}")
+        return [row[:n] for row, n in zip(audio, lengths, strict=True)]
+
+    # -- the network --------------------------------------------------------------------------------------
+    def _adapt(self, hidden: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the adapter layers with padding zeroed before every strided convolution and masked in
+        attention. (B, F, H) -> (B, F', output_hidden_size), new valid lengths (B,)."""
+        adapter = self.adapter
+        if adapter is None:
+            return hidden, lengths
+        from transformers.masking_utils import create_bidirectional_mask
+
+        if adapter.proj is not None:
+            hidden = adapter.proj_layer_norm(adapter.proj(hidden))
+        for layer in adapter.layers:
+            keep = (torch.arange(hidden.shape[1], device=hidden.device)[None] < lengths[:, None])[..., None]
+            conv = layer.residual_conv
+            residual = layer.residual_layer_norm(hidden).masked_fill(~keep, 0.0)
+            residual = layer.activation(conv(residual.transpose(1, 2))).transpose(1, 2)
+            x = layer.self_attn_layer_norm(hidden).masked_fill(~keep, 0.0)
+            x = layer.activation(layer.self_attn_conv(x.transpose(1, 2))).transpose(1, 2)
+            lengths = conv_out_length(lengths, conv.kernel_size[0], conv.stride[0], conv.padding[0])
+            mask = (torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]).long()
+            attn_mask = create_bidirectional_mask(config=layer.config, inputs_embeds=x, attention_mask=mask)
+            x, _ = layer.self_attn(x, attention_mask=attn_mask)
+            x = layer.self_attn_dropout(x) + residual
+            hidden = layer.ffn(layer.ffn_layer_norm(x)) + x
+        return hidden, lengths
+
+    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> AlignerOutput:
+        """(B, F, 160) features (+ (B, F) mask) -> AlignerOutput with (B, target_len, target_dim)."""
+        if input_features.ndim != 3 or input_features.shape[-1] != self.encoder_config.feature_projection_input_dim:
+            raise ShapeError(f"input_features must be (B, frames, {self.encoder_config.feature_projection_input_dim}),"
+                             f" got {tuple(input_features.shape)}")
+        b, frames, _ = input_features.shape
+        if attention_mask is None:
+            attention_mask = torch.ones(b, frames, dtype=torch.long, device=input_features.device)
+        attention_mask = attention_mask.long()
+        hidden = self.encoder(input_features.to(self.dtype), attention_mask=attention_mask).last_hidden_state
+        lengths = attention_mask.sum(1)
+        hidden, lengths = self._adapt(hidden, lengths)
+        tokens = self.proj(resample_tokens(hidden, lengths, self.config.target_len - 1))  # (B, L-1, D)
+        bos = self.bos.to(tokens.dtype)[None, None].expand(b, 1, -1)
+        return AlignerOutput(last_hidden_state=torch.cat([bos, tokens], dim=1), pooled=tokens.mean(1),
+                             num_tokens=lengths)
+
+    def embed(self, audio, sr: int, *, lengths=None, pad_short: bool = False,
+              precision: str | None = None) -> AlignerOutput:
+        """Audio -> AlignerOutput (sequence, pooled vector, and per-clip seconds/cropped/silent flags).
+
+        precision: None runs in the weights' dtype; 'bf16' runs under bf16 autocast; 'fp32' plain.
+        """
+        inputs = self.preprocess(audio, sr, lengths=lengths, pad_short=pad_short)
+        device = self.device
+        ctx = autocast(device, precision) if precision is not None else autocast(device, "fp32")
+        with ctx:
+            out = self(inputs.input_features.to(device), inputs.attention_mask.to(device))
+        out.seconds, out.cropped, out.silent = inputs.seconds, inputs.cropped, inputs.silent
+        return out
+
+    def encode(self, audio, sr: int, **kwargs) -> torch.Tensor:
+        """Audio -> (B, target_len, target_dim), the stand-in for the text encoder's last_hidden_state."""
+        return self.embed(audio, sr, **kwargs).last_hidden_state
+
+    def set_bos(self, value: torch.Tensor) -> None:
+        """Initialise the BOS slot (e.g. with the text encoder's position-0 state, which CLIP keeps fixed)."""
+        value = torch.as_tensor(value).reshape(-1)
+        if value.numel() != self.config.target_dim:
+            raise ShapeError(f"BOS must have {self.config.target_dim} values, got {value.numel()}")
+        with torch.no_grad():
+            self.bos.copy_(value.to(self.bos))
+
+    def describe(self) -> str:
+        c = self.config
+        return (f"AudioCLIPAligner: {self.num_parameters() / 1e6:.1f}M parameters, {self.tokens_per_second:g} adapter "
+                f"tokens/s -> {c.target_len} x {c.target_dim}, up to {c.max_seconds:g} s "
+                f"({math.ceil(c.max_seconds * self.tokens_per_second)} adapter tokens at the maximum)")
+
+
+__all__ = ["AlignerConfig", "AlignerInputs", "AlignerOutput", "AudioCLIPAligner", "AudioTooShortError",
+           "conv_out_length", "resample_tokens"]
