@@ -117,6 +117,8 @@ def test_prompt_stays_unchanged_and_generation_is_seeded():
     assert torch.equal(out[:, :5], prompt)
     assert torch.equal(out, model.generate(12, prompt_acoustic_token_ids=prompt, seed=3))
     assert not torch.equal(out, model.generate(12, prompt_acoustic_token_ids=prompt, seed=4))
+    bf16 = model.generate(12, prompt_acoustic_token_ids=prompt, seed=3, precision="bf16")
+    assert bf16.dtype == torch.int64 and torch.equal(bf16[:, :5], prompt)
     one = model.generate(12, prompt_acoustic_token_ids=prompt[0], batch_size=3, seed=0)
     assert one.shape == (3, 12, 3) and (one[:, :5] == prompt[0]).all()
 
@@ -190,7 +192,7 @@ def test_global_conditioning_tokens(mode):
 
 
 def test_save_and_load_round_trip_with_and_without_codec(tmp_path):
-    model = SoundStorm(tiny_net(num_semantic_token_ids=4), steps=3, temperature=0.7)
+    model = SoundStorm(tiny_net(num_semantic_token_ids=4), steps_per_level=[3, 2, 1], temperature=0.7)
     model.save_pretrained(tmp_path / "plain")
     loaded = SoundStorm.from_pretrained(tmp_path / "plain")
     assert loaded.config == model.config and loaded.soundstream is None

@@ -204,7 +204,7 @@ def _fit(trainer: Trainer, resume: bool, steps: int, max_seconds: float | None) 
         return trainer.fit(resume=resume)
     start = time.perf_counter()
     total = TrainResult(step=trainer.step)
-    chunk, first = max(1, steps // 20), True
+    chunk, first = max(1, min(steps // 20, 25)), True
     while first or (trainer.step < steps and time.perf_counter() - start < max_seconds):
         part = trainer.fit(resume=resume if first else False, stop_at=min(steps, trainer.step + chunk))
         first = False
