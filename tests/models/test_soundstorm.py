@@ -265,6 +265,8 @@ def test_bad_inputs_raise_clear_errors():
         lambda: SoundStorm(tiny_net(), steps=0),
         lambda: ConformerWrapper(codebook_size=0, num_quantizers=3, conformer=dict(dim=8, depth=1)),
         lambda: ConformerWrapper(codebook_size=8, num_quantizers=3, conformer=dict(dim=8)),
+        lambda: ConformerWrapper(codebook_size=8, num_quantizers=3, conformer=dict(dim=8, depth=1, kernel=3)),
+        lambda: ConformerWrapper(codebook_size=8, num_quantizers=3, conformer=torch.nn.Linear(2, 2)),
         lambda: ConformerWrapper(codebook_size=8, num_quantizers=3, conformer=dict(dim=8, depth=1),
                                  num_semantic_token_ids=4, semantic_pad_id=2),
     ]

@@ -16,6 +16,7 @@ with a codec attached (`soundstream=`), takes audio in and gives audio out.
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -67,7 +68,15 @@ class ConformerWrapper(PretrainedModel):
                  num_semantic_token_ids: int | None = None, semantic_pad_id: int = -1,
                  semantic_ratio: float | None = None, cond_dim: int | None = None, cond_mode: str = "adaln"):
         super().__init__()
+        if conformer is not None and not isinstance(conformer, dict):
+            raise ConfigError("conformer must be a dict of Conformer keyword arguments, e.g. dict(dim=512, depth=2), "
+                              f"got {type(conformer).__name__}")
         conformer = dict(conformer or {})
+        conformer.pop("attn_flash", None)  # soundstorm-pytorch's switch; attention always goes through SDPA here
+        unknown = set(conformer) - set(inspect.signature(Conformer).parameters)
+        if unknown:
+            raise ConfigError(f"unknown Conformer option(s) {sorted(unknown)}; accepted: "
+                              f"{sorted(set(inspect.signature(Conformer).parameters) - {'cond_dim', 'cond_mode'})}")
         for name, value in (("codebook_size", codebook_size), ("num_quantizers", num_quantizers)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"ConformerWrapper {name} must be a positive integer, got {value!r}")
