@@ -11,7 +11,9 @@ model supports classifier-free guidance.
 The shared `Trainer` runs the loop (bf16, EMA, checkpoints, resume); its `eval_fn` writes sample
 spectrograms (PNG) and audio (WAV) to `OUT/samples/step-N/` every `sample_every` steps and logs how far
 their mean per-mel-bin profile is from real slices. At the end OUT is itself a pipeline folder
-(unet/, scheduler/, mel/, model_index.json) that `MelDiffusionPipeline.from_pretrained(OUT)` loads.
+(unet/, scheduler/, mel/, model_index.json) that `MelDiffusionPipeline.from_pretrained(OUT)` loads; it is
+saved with a DDIMScheduler over the training noise schedule (50 steps by default; `scheduler="ddpm"` for
+ancestral sampling).
 """
 
 from __future__ import annotations
@@ -480,8 +482,11 @@ def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs)
         log_every=max(1, min(50, cfg.steps // 20)), seed=cfg.seed, progress=cfg.progress),
         collate_fn=collate_images, eval_fn=eval_fn)
     result = trainer.fit(resume=cfg.resume)
-    final = MelDiffusionPipeline(trainer.eval_model, pipe.scheduler, pipe.mel, pipe.vae,
-                                 class_names=pipe.class_names, null_class=pipe.null_class)
+    # saved with DDIM over the same noise schedule: 50 steps by default; scheduler="ddpm" per call for DDPM
+    from diffusers import DDIMScheduler
+
+    final = MelDiffusionPipeline(trainer.eval_model, DDIMScheduler.from_config(pipe.scheduler.config), pipe.mel,
+                                 pipe.vae, class_names=pipe.class_names, null_class=pipe.null_class)
     final.unet.eval()
     final.save_pretrained(out)
     return MelDiffusionTrainResult(pipeline=final, result=result, out=out)
