@@ -281,3 +281,28 @@ def test_bad_inputs_raise_clear_errors():
         codec_model(torch.full((1, 800), float("nan")))
     with pytest.raises(ShapeError):
         codec_model(torch.randn(2, 800), mask=torch.ones(2, 3, dtype=torch.bool))
+
+
+def test_classifier_free_guidance_drops_conditioning_in_training_and_guides_generation():
+    net = tiny_net(num_semantic_token_ids=6, cond_dim=4, cond_mode="cross")
+    model = SoundStorm(net, cond_drop_prob=0.5)
+    semantic = torch.randint(0, 6, (2, 8))
+    cond = torch.randn(2, 3, 4)
+    keep = torch.tensor([True, False])
+    sem_embeds = net.embed_semantic(semantic, 8)
+    dropped_sem, dropped_cond, dropped_mask = model._drop_condition(keep, sem_embeds, cond, None)
+    assert dropped_sem[1].abs().sum() == 0 and torch.equal(dropped_sem[0], sem_embeds[0])
+    assert dropped_mask.tolist() == [[True] * 3, [False] * 3]
+    loss, _ = model(torch.randint(0, 16, (2, 8, 3)), cond_semantic_token_ids=semantic, cond=cond)
+    loss.backward()
+    guided = model.generate(cond_semantic_token_ids=semantic, cond=cond, cond_scale=3.0, seed=0)
+    plain = model.generate(cond_semantic_token_ids=semantic, cond=cond, seed=0)
+    assert guided.shape == plain.shape == (2, 8, 3)
+    # scale 0 is the unconditional model: the same as generating with no conditioning at all
+    unconditional = model.generate(cond_semantic_token_ids=semantic, cond=cond, cond_scale=0.0, seed=0)
+    no_cond = model.generate(cond_semantic_token_ids=torch.full_like(semantic, -1), seed=0)
+    assert (unconditional == no_cond).float().mean() >= 0.95
+    with pytest.raises(ConfigError):
+        SoundStorm(tiny_net()).generate(8, cond_scale=2.0)
+    with pytest.raises(ConfigError):
+        SoundStorm(tiny_net(), cond_drop_prob=1.0)

@@ -238,6 +238,7 @@ class SoundStormConfig:
     steps_per_level: list[int] | None = None
     schedule: str = "cosine"
     temperature: float = 1.0
+    cond_drop_prob: float = 0.0
 
 
 class SoundStorm(PretrainedModel):
@@ -252,13 +253,16 @@ class SoundStorm(PretrainedModel):
         schedule: masking schedule ("cosine" as the paper, "linear", "square", "sqrt").
         temperature: sampling temperature at the first step of a level, annealed linearly towards 0;
             the last step of every level is greedy (argmax).
+        cond_drop_prob: in training, drop all conditioning (semantic and global) of an item with this
+            probability, so that `generate(..., cond_scale=s)` can use classifier-free guidance.
 
     Citation: Borsos, Sharifi, Vincent, Kharitonov, Zeghidour, Tagliasacchi. "SoundStorm: Efficient Parallel
     Audio Generation", arXiv 2305.09636 (2023).
     """
 
     def __init__(self, net: ConformerWrapper, soundstream: nn.Module | None = None, *, steps: int = 16,
-                 steps_per_level: Sequence[int] | None = None, schedule: str = "cosine", temperature: float = 1.0):
+                 steps_per_level: Sequence[int] | None = None, schedule: str = "cosine", temperature: float = 1.0,
+                 cond_drop_prob: float = 0.0):
         super().__init__()
         if not isinstance(net, ConformerWrapper):
             raise ConfigError(f"SoundStorm needs a ConformerWrapper as its network, got {type(net).__name__}")
@@ -267,8 +271,10 @@ class SoundStorm(PretrainedModel):
         mask_schedule(schedule)
         if temperature < 0:
             raise ConfigError(f"temperature must be >= 0, got {temperature}")
+        if not 0.0 <= cond_drop_prob < 1.0:
+            raise ConfigError(f"cond_drop_prob must be in [0, 1), got {cond_drop_prob}")
         self.net = net
-        self.config = SoundStormConfig(steps, None, schedule, float(temperature))
+        self.config = SoundStormConfig(steps, None, schedule, float(temperature), float(cond_drop_prob))
         if steps_per_level is not None:
             self.config.steps_per_level = self._check_steps(steps_per_level)
         self.soundstream = None
@@ -445,6 +451,9 @@ class SoundStorm(PretrainedModel):
             if not isinstance(cond_semantic_token_ids, torch.Tensor) or cond_semantic_token_ids.shape[0] != B:
                 raise ShapeError(f"cond_semantic_token_ids must be (B={B}, S)")
             semantic = self.net.embed_semantic(cond_semantic_token_ids.to(codes.device), N)
+        if self.training and self.config.cond_drop_prob > 0 and (semantic is not None or cond is not None):
+            keep = torch.rand(B, generator=generator, device=codes.device) >= self.config.cond_drop_prob
+            semantic, cond, cond_mask = self._drop_condition(keep, semantic, cond, cond_mask)
         masked, target, level = self.training_mask(codes, mask, generator)
         inputs = codes.masked_fill(masked, self.mask_id)
         if mask is not None:
@@ -458,6 +467,21 @@ class SoundStorm(PretrainedModel):
             accuracy = float((picked.argmax(-1) == labels[target]).float().mean())
         return loss, {"accuracy": accuracy, "masked_tokens": float(target.sum()), "level": float(level.float().mean())}
 
+    @staticmethod
+    def _drop_condition(keep: torch.Tensor, semantic: torch.Tensor | None, cond: torch.Tensor | None,
+                        cond_mask: torch.Tensor | None):
+        """Remove the conditioning of the items where `keep` `(B,)` is False (no semantic embedding, all
+        global tokens masked: a zero vector for adaptive norm, nothing to attend to for cross-attention)."""
+        if semantic is not None:
+            semantic = semantic * keep[:, None, None].to(semantic.dtype)
+        if cond is not None:
+            if cond.ndim == 2:
+                cond = cond[:, None]
+            base = cond_mask if cond_mask is not None else torch.ones(cond.shape[:2], dtype=torch.bool,
+                                                                      device=cond.device)
+            cond_mask = base & keep[:, None].to(base.device)
+        return semantic, cond, cond_mask
+
     # -- generation ----------------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, num_latents: int | None = None, *, seconds: float | None = None,
@@ -466,14 +490,16 @@ class SoundStorm(PretrainedModel):
                  mask: torch.Tensor | None = None, cond: torch.Tensor | None = None,
                  cond_mask: torch.Tensor | None = None, steps: int | Sequence[int] | None = None,
                  schedule: str | None = None, temperature: float | None = None,
-                 generator: torch.Generator | None = None, seed: int | None = None, precision: str = "fp32",
-                 return_codes: bool = False, return_list: bool = False):
+                 cond_scale: float = 1.0, generator: torch.Generator | None = None, seed: int | None = None,
+                 precision: str = "fp32", return_codes: bool = False, return_list: bool = False):
         """Generate codes level by level, coarse to fine, each level by MaskGIT confidence decoding.
 
         Length: `num_latents` frames, or `seconds` (needs a codec), or that of `mask` / the semantic tokens.
         `prompt_acoustic_token_ids` `(B, P, Q)` (or `prompt_audio` `(B, T)` with a codec) fixes the first P
         frames, which come back unchanged. `mask` `(B, N)` marks real frames (padded ones are filled with 0).
         `steps`: int = first level's steps (others 1) or Q ints. `precision`: "fp32" or "bf16".
+        `cond_scale` != 1 applies classifier-free guidance to the semantic/global conditioning (for models
+        trained with `cond_drop_prob` > 0): logits = uncond + cond_scale * (cond - uncond), two passes in one batch.
 
         Returns codes `(B, N, Q)`; audio `(B, N * hop)` instead when a codec is attached (unless
         `return_codes`); with `return_list=True` a list of per-item tensors trimmed to each item's length.
@@ -558,6 +584,18 @@ class SoundStorm(PretrainedModel):
             cond = cond.to(dev)
             net.conformer.prepare_cond(cond, cond_mask, B)  # validates now rather than at the first pass
 
+        guided = None
+        if cond_scale != 1.0:
+            if semantic is None and cond is None:
+                raise ConfigError("cond_scale (classifier-free guidance) needs conditioning: semantic tokens or cond")
+            keep = torch.arange(2 * B, device=dev) < B  # first half conditioned, second half not
+
+            def twice(x: torch.Tensor | None) -> torch.Tensor | None:
+                return None if x is None else torch.cat([x, x])
+
+            g_sem, g_cond, g_cmask = self._drop_condition(keep, twice(semantic), twice(cond), twice(cond_mask))
+            guided = {"mask": twice(mask), "semantic": g_sem, "cond": g_cond, "cond_mask": g_cmask}
+
         codes = torch.full((B, N, Q), mask_id, dtype=torch.long, device=dev)
         if prompt is not None:
             codes[:, :P] = prompt
@@ -571,8 +609,14 @@ class SoundStorm(PretrainedModel):
                 for q in range(Q):
                     def level_logits(tokens: torch.Tensor, q: int = q) -> torch.Tensor:
                         codes[..., q] = tokens
-                        return net(codes, mask=mask, cond=cond, cond_mask=cond_mask, level=q,
-                                   semantic_embeds=semantic, check=False)
+                        if guided is None:
+                            return net(codes, mask=mask, cond=cond, cond_mask=cond_mask, level=q,
+                                       semantic_embeds=semantic, check=False)
+                        both = net(torch.cat([codes, codes]), mask=guided["mask"], cond=guided["cond"],
+                                   cond_mask=guided["cond_mask"], level=q, semantic_embeds=guided["semantic"],
+                                   check=False).float()
+                        conditional, unconditional = both.chunk(2)
+                        return unconditional + cond_scale * (conditional - unconditional)
 
                     codes[..., q] = maskgit_decode(level_logits, codes[..., q], fill, mask_id=mask_id,
                                                    steps=level_steps[q], schedule=schedule,
