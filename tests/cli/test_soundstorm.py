@@ -25,11 +25,16 @@ def parse_json(text):
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_corpus, tmp_path_factory):
-    codec_dir = tmp_path_factory.mktemp("codec")
+def codec_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("codec")
     torch.manual_seed(0)
     SoundStream(sample_rate=16000, channels=4, channel_mults=(1, 2, 4), strides=(4, 8, 10), codebook_dim=16,
-                codebook_size=32, rq_num_quantizers=3, attn_depth=0).save_pretrained(codec_dir)
+                codebook_size=32, rq_num_quantizers=3, attn_depth=0).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_corpus, codec_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("storm")
     result = invoke("train", "soundstorm", "--data", tiny_corpus, "--codec", codec_dir, "--out", out, "--steps", 6,
                     "--batch-size", 4, "--seconds", 1.0, "--preset", "tiny", "--dim", 32, "--depth", 1)
@@ -94,3 +99,15 @@ def test_demo_step_runs_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     audio, sr = sf.read(out / "continuation-1.wav")
     assert sr == 8000 and len(audio) == 50 * 160
     assert {step for step, _, _ in ctx.outputs} >= {"soundstorm", "soundstorm/codec"}
+
+
+def test_demo_step_reuses_the_codec_steps_codec(tiny_corpus, codec_dir, tmp_path):
+    from soundweave.cli.soundstorm import demo
+
+    ctx = DemoContext(out=tmp_path, corpus=tiny_corpus)
+    ctx.add_output("codec", "trained codec", codec_dir)
+    demo(ctx, steps=4, max_seconds=None, dim=32, depth=1, crop_seconds=1.0, batch_size=4, prompt_seconds=0.5,
+         total_seconds=1.0, n=1)
+    report = json.loads((tmp_path / "soundstorm" / "metrics.json").read_text())
+    assert report["codec"] == str(codec_dir) and report["prompt_unchanged"]
+    assert not (tmp_path / "soundstorm" / "codec").exists()
