@@ -244,6 +244,9 @@ def test_bad_inputs_raise_clear_errors():
         lambda: model(good, cond_semantic_token_ids=torch.tensor([[1, 2, 3]])),
         lambda: model(good, cond=torch.randn(2, 3, 4)),
         lambda: model("codes"),
+        lambda: model(good, cond=[[1.0]]),
+        lambda: model.generate(8, cond_semantic_token_ids=[[1, 2]]),
+        lambda: model.generate(8, mask=[[True] * 8]),
         lambda: model.generate(),  # no length
         lambda: model.generate(seconds=1.0),  # seconds without a codec
         lambda: model.generate(5, seconds=1.0),

@@ -444,6 +444,9 @@ class SoundStorm(PretrainedModel):
         """
         codes, mask = self._codes_and_mask(codes_or_audio, mask)
         B, N, _ = codes.shape
+        for name, value in (("cond", cond), ("cond_mask", cond_mask)):
+            if value is not None and not isinstance(value, torch.Tensor):
+                raise ShapeError(f"{name} must be a torch tensor, got {type(value).__name__}")
         if mask is not None and not mask.any():
             raise ShapeError("mask marks every frame of every item as padding; nothing to train on")
         semantic = None
@@ -506,6 +509,10 @@ class SoundStorm(PretrainedModel):
         """
         check_precision(precision)
         net, dev = self.net, self.device
+        for name, value in (("cond_semantic_token_ids", cond_semantic_token_ids), ("cond", cond),
+                            ("cond_mask", cond_mask), ("mask", mask)):
+            if value is not None and not isinstance(value, torch.Tensor):
+                raise ShapeError(f"{name} must be a torch tensor, got {type(value).__name__}")
         Q, mask_id = self.num_quantizers, self.mask_id
         level_steps = self.steps_for_levels(steps)
         schedule = schedule or self.config.schedule
