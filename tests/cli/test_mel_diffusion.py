@@ -122,3 +122,37 @@ def test_demo_step(corpus, tmp_path):
     assert (step / "continued.wav").is_file() and sf.info(step / "continued.wav").frames == 2 * 22050
     assert len(list(step.glob("sample-*.png"))) == len(list(step.glob("sample-*.wav"))) >= 2
     assert {label for s, label, _ in ctx.outputs if s == "mel-diffusion"}
+
+
+def test_mulan_conditioning_trains_and_answers_text(corpus, model, tmp_path, capsys):
+    import torch
+
+    from soundweave.models.mulan import AudioSpectrogramTransformer, MuLaN, TextTransformer
+    from soundweave.pipelines.mel_diffusion import MelDiffusionPipeline
+
+    torch.manual_seed(0)
+    ast = AudioSpectrogramTransformer(dim=32, depth=1, heads=2, dim_head=16, spec_n_fft=256, spec_win_length=256,
+                                      spec_hop_length=64, n_mels=32, patch_size=(16, 8), max_seconds=1.0)
+    text = TextTransformer(dim=32, depth=1, heads=2, dim_head=16, num_tokens=300, max_seq_len=24)
+    MuLaN(ast, text, dim_latent=16).save_pretrained(tmp_path / "mulan")
+    out = tmp_path / "cond"
+    code, _, err = run(["train", "mel-diffusion", "--data", str(corpus), "--out", str(out), "--resolution", "32",
+                        "--hop-length", "1024", "--channels", "8,16", "--steps", "2", "--batch-size", "4",
+                        "--mulan", str(tmp_path / "mulan"), "--sample-every", "2", "--sample-steps", "2"], capsys)
+    assert code == 0, err
+    pipe = MelDiffusionPipeline.from_pretrained(out)
+    assert pipe.is_cross_attention and pipe.unet.config.cross_attention_dim == 16
+    assert pipe.metadata["conditioning"] == "mulan" and pipe.metadata["mulan"] == str((tmp_path / "mulan").resolve())
+    assert len(list((out / "samples" / "step-00000002").glob("*.wav"))) == 4
+    arrays = {}
+    for caption in ("a deep bass line", "a bright flute melody"):
+        folder = tmp_path / caption.replace(" ", "-")
+        code, _, err = run(["generate", "mel", "--model", str(out), "--text", caption, "--guidance", "2",
+                            "--steps", "3", "--out", str(folder), "--seed", "0"], capsys)
+        assert code == 0, err
+        arrays[caption] = sf.read(folder / "sample-00.wav")[0]
+    a, b = arrays.values()
+    assert a.shape == b.shape and not (a == b).all()  # the caption reaches the UNet
+    code, _, err = run(["generate", "mel", "--model", str(model), "--text", "drums", "--steps", "2", "--out",
+                        str(tmp_path / "x")], capsys)
+    assert code == 1 and "--mulan" in err

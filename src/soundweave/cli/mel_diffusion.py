@@ -50,6 +50,9 @@ def train_mel_diffusion_command(
     class_tag: str = typer.Option("", "--class-tag", help="Train class-conditional on this tag "
                                   "(e.g. instrument), with a null class for classifier-free guidance."),
     split: str = typer.Option("train", help="Dataset split to train on."),
+    mulan: str = typer.Option("", "--mulan", help="A trained MuLaN folder (or hub id): condition the UNet on "
+                              "the MuLaN audio latent of every slice (cross-attention), so `soundweave generate "
+                              "mel --text ...` can prompt it with captions."),
     seed: int = typer.Option(0, help="Seed for initialisation, data order and samples."),
 ) -> None:
     """Train (or fine-tune) a diffusion UNet on mel-spectrogram images of random audio slices."""
@@ -60,7 +63,7 @@ def train_mel_diffusion_command(
         data=data, out=str(out), from_pretrained=from_pretrained or None, where=parse_filter(filter), split=split,
         resolution=resolution, hop_length=hop_length or None, channels=_channels(channels), steps=steps,
         batch_size=batch_size, lr=lr, bf16=bf16, ema=ema, sample_every=sample_every, sample_steps=sample_steps,
-        save_every=save_every, resume=resume, class_tag=class_tag or None, seed=seed)
+        save_every=save_every, resume=resume, class_tag=class_tag or None, mulan=mulan or None, seed=seed)
     trained = train_mel_diffusion(config)
     r = trained.result
     print_json({"steps": r.step, "final_loss": r.last_loss, "elapsed_s": round(r.elapsed, 1),
@@ -97,7 +100,12 @@ def generate_mel_command(
                                   "one spectrogram chains continuations)."),
     out: Path = typer.Option(Path("mel-samples"), "--out", help="Folder for sample-NN.wav and sample-NN.png."),
     class_label: str = typer.Option("", "--class", help="Class name (or id) for a class-conditional model."),
-    guidance: float = typer.Option(1.0, help="Classifier-free guidance scale (1 = off)."),
+    text: str = typer.Option("", "--text", help="A caption, for models trained with --mulan (embedded by that "
+                             "MuLaN's text tower)."),
+    mulan: str = typer.Option("", "--mulan", help="MuLaN folder for --text (default: the one the model was "
+                              "trained with)."),
+    guidance: float = typer.Option(1.0, help="Classifier-free guidance scale (1 = off; try 2-4 with --class or "
+                                   "--text)."),
     audio: Path | None = typer.Option(None, "--audio", help="Input audio for variations, in/out-painting or "
                                       "--continue."),
     start_step: int = typer.Option(0, help="With --audio: start denoising from the input noised to this step "
@@ -133,8 +141,17 @@ def generate_mel_command(
         label = int(class_label) if class_label.isdigit() and class_label not in (pipe.class_names or []) \
             else class_label
     precision = "bf16" if bf16 else "fp32"
-    common = dict(steps=steps, seed=seed, eta=eta, class_labels=label, guidance_scale=guidance, scheduler=sampler,
-                  precision=precision, progress=True)
+    encoding = None
+    if text:
+        path = mulan or pipe.metadata.get("mulan")
+        if not pipe.is_cross_attention or not path:
+            raise ConfigError("--text needs a model trained with --mulan (a cross-attention UNet) and that MuLaN; "
+                              "pass --mulan DIR if the model does not record one")
+        from ..training.mel_diffusion import load_mulan_encoder
+
+        encoding = load_mulan_encoder(path, pipe.sample_rate).text([text])
+    common = dict(steps=steps, seed=seed, eta=eta, class_labels=label, encoding=encoding, guidance_scale=guidance,
+                  scheduler=sampler, precision=precision, progress=True)
     one = pipe.seconds_per_image(width_multiplier)
     if continue_audio or (audio is None and seconds > one):
         if not seconds:

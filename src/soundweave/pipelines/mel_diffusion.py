@@ -81,10 +81,11 @@ class MelDiffusionPipeline:
     vae: optional `AutoencoderKL` with 1 image channel; the UNet then works on its latents.
     class_names: names for the UNet's class ids (e.g. instruments); `null_class`: the id trained as
           "no class" for classifier-free guidance (default: the last id when there is one spare).
+    metadata: JSON-able notes saved in model_index.json (training records which encoder made `encoding`).
     """
 
     def __init__(self, unet, scheduler, mel: MelImageCodec, vae=None, *, class_names: Sequence[str] | None = None,
-                 null_class: int | None = None):
+                 null_class: int | None = None, metadata: dict | None = None):
         from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel, UNet2DModel
 
         if not isinstance(unet, (UNet2DModel, UNet2DConditionModel)):
@@ -129,6 +130,7 @@ class MelDiffusionPipeline:
         if null_class is not None and (n is None or not 0 <= int(null_class) < n):
             raise ConfigError(f"null_class {null_class} is not a class id of this unet ({n} classes)")
         self.null_class = None if null_class is None else int(null_class)
+        self.metadata = dict(metadata or {})  # JSON-able notes saved with the folder (e.g. which encoder)
 
     # -- facts ----------------------------------------------------------------------------------------
     @property
@@ -199,7 +201,7 @@ class MelDiffusionPipeline:
         self.mel.save_pretrained(folder / "mel")
         if self.vae is not None:
             self.vae.save_pretrained(str(folder / "vae"))
-        extras = {"class_names": self.class_names, "null_class": self.null_class}
+        extras = {"class_names": self.class_names, "null_class": self.null_class, "metadata": self.metadata}
         io.write_model_index(folder, self.unet, self.scheduler, self.vae, extras)
         return folder
 
@@ -211,7 +213,8 @@ class MelDiffusionPipeline:
         folder = io.resolve_folder(path_or_id, revision=revision)
         extras = io.read_extras(folder)
         pipe = cls(io.load_unet(folder), io.load_scheduler(folder), io.load_mel(folder), io.load_vae(folder),
-                   class_names=extras.get("class_names"), null_class=extras.get("null_class"))
+                   class_names=extras.get("class_names"), null_class=extras.get("null_class"),
+                   metadata=extras.get("metadata"))
         pipe.unet.eval()
         if pipe.vae is not None:
             pipe.vae.eval()

@@ -147,13 +147,14 @@ class MelSliceDataset(Dataset):
 
     Every `__getitem__` draws a new random offset, so each epoch sees different slices. Slices that are
     silent (all pixels 255 after normalisation, or peak below `silence_peak`) are skipped. `length` may be
-    larger than the number of clips (items wrap around). Items: {"image": uint8 (H, W), "label": int}.
+    larger than the number of clips (items wrap around). Items: {"image": uint8 (H, W), "label": int}
+    (+ "audio": the slice's samples with `return_audio`, for an audio encoder such as MuLaN).
     """
 
     def __init__(self, source: Dataset, mel: MelImageCodec, *, tags: list[dict] | None = None,
                  class_tag: str | None = None, class_names: list[str] | None = None, null_class: int | None = None,
                  length: int | None = None, width: int | None = None, silence_peak: float = 1e-4,
-                 tries: int = 8, cache_samples: int = 150_000_000):
+                 tries: int = 8, cache_samples: int = 150_000_000, return_audio: bool = False):
         if len(source) == 0:
             raise DataError("no clips to train on (the dataset or filter matched nothing)")
         self.source, self.mel = source, mel
@@ -161,7 +162,7 @@ class MelSliceDataset(Dataset):
         self.tags = tags
         self.class_tag, self.class_names, self.null_class = class_tag, class_names, null_class
         self.length = max(len(source), length or 0)
-        self.silence_peak, self.tries = silence_peak, tries
+        self.silence_peak, self.tries, self.return_audio = silence_peak, tries, return_audio
         self.cache: dict[int, torch.Tensor] = {}
         self.cache_left = cache_samples
 
@@ -211,13 +212,46 @@ class MelSliceDataset(Dataset):
                 image = self.mel.audio_to_images(piece)
                 if MelImageCodec.is_silent_image(image):
                     continue
-                return {"image": image, "label": self.label_of(j % n)}
+                item = {"image": image, "label": self.label_of(j % n)}
+                if self.return_audio:
+                    item["audio"] = piece
+                return item
         raise DataError("every slice of every clip is silent; nothing to train on")
 
 
 def collate_images(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    return {"images": torch.stack([item["image"] for item in items]),
-            "labels": torch.tensor([item["label"] for item in items], dtype=torch.long)}
+    batch = {"images": torch.stack([item["image"] for item in items]),
+             "labels": torch.tensor([item["label"] for item in items], dtype=torch.long)}
+    if "audio" in items[0]:
+        batch["audio"] = torch.stack([item["audio"] for item in items])
+    return batch
+
+
+class MuLaNEncoder:
+    """Audio slices `(B, T)` -> MuLaN audio latents as one cross-attention token `(B, 1, dim_latent)`.
+    Text prompts map to the same space at sampling time (`text(...)`), which is what makes a model
+    trained on audio alone answer to captions."""
+
+    def __init__(self, mulan, sample_rate: int):
+        self.mulan, self.sample_rate = mulan.eval().requires_grad_(False), sample_rate
+
+    @property
+    def dim(self) -> int:
+        return int(self.mulan.dim_latent)
+
+    @torch.no_grad()
+    def __call__(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.mulan.get_audio_latents(audio.to(self.mulan.device), sample_rate=self.sample_rate)[:, None].float()
+
+    @torch.no_grad()
+    def text(self, texts: list[str]) -> torch.Tensor:
+        return self.mulan.get_text_latents(raw_texts=list(texts))[:, None].float()
+
+
+def load_mulan_encoder(path_or_id: str, sample_rate: int) -> MuLaNEncoder:
+    from ..models.mulan import MuLaN
+
+    return MuLaNEncoder(MuLaN.from_pretrained(path_or_id, device="cpu"), sample_rate)
 
 
 def normalize_where(where: dict | None) -> dict[str, list[str]]:
@@ -299,6 +333,7 @@ class MelDiffusionTrainConfig:
     seed: int = 0
     progress: bool = True
     audio_column: str = "audio"
+    mulan: str | None = None  # condition on MuLaN audio latents of each slice (cross-attention); prompt with text
 
     def __post_init__(self):
         if self.resolution not in RESOLUTIONS:
@@ -322,9 +357,15 @@ class MelDiffusionTrainResult:
     out: Path
 
 
-def make_step_fn(scheduler, vae=None, class_dropout: float = 0.1, null_class: int | None = None
+def make_step_fn(scheduler, vae=None, class_dropout: float = 0.1, null_class: int | None = None,
+                 encoder: Callable[[torch.Tensor], torch.Tensor] | None = None, cross_attention_dim: int | None = None
                  ) -> Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict[str, float]]]:
-    """DDPM training step: noise an image batch at random timesteps, predict the noise (or v), MSE."""
+    """DDPM training step: noise an image batch at random timesteps, predict the noise (or v), MSE.
+
+    Class labels (with `null_class`) and encoder states (`encoder(batch["audio"]) -> (B, L, D)`) are each
+    replaced by "no condition" (the null class / zeros) with probability `class_dropout`, so the model
+    also learns the unconditional score classifier-free guidance needs. A cross-attention UNet without an
+    encoder gets zeros."""
     num_t = scheduler.config.num_train_timesteps
     prediction = scheduler.config.prediction_type
 
@@ -346,8 +387,16 @@ def make_step_fn(scheduler, vae=None, class_dropout: float = 0.1, null_class: in
                 drop = torch.rand(labels.shape, device=device) < class_dropout
                 labels[drop] = null_class
             kwargs["class_labels"] = labels
-        if "encoder_hidden_states" in batch:
+        if encoder is not None:
+            states = encoder(batch["audio"]).to(device)
+            if class_dropout > 0:
+                keep = (torch.rand(states.shape[0], device=device) >= class_dropout).to(states.dtype)
+                states = states * keep[:, None, None]
+            kwargs["encoder_hidden_states"] = states
+        elif "encoder_hidden_states" in batch:
             kwargs["encoder_hidden_states"] = batch["encoder_hidden_states"].to(device)
+        elif cross_attention_dim is not None:
+            kwargs["encoder_hidden_states"] = torch.zeros(x.shape[0], 1, cross_attention_dim, device=device)
         if prediction == "v_prediction":
             target = scheduler.get_velocity(x, noise, t)
         elif prediction == "sample":
@@ -365,7 +414,7 @@ def _spec(pipe: MelDiffusionPipeline, from_pretrained: str | None) -> dict[str, 
     return {"unet_class": type(pipe.unet).__name__, "unet": dict(pipe.unet.config),
             "scheduler_class": type(pipe.scheduler).__name__, "scheduler": dict(pipe.scheduler.config),
             "mel": pipe.mel.get_config(), "class_names": pipe.class_names, "null_class": pipe.null_class,
-            "from_pretrained": from_pretrained}
+            "metadata": pipe.metadata, "from_pretrained": from_pretrained}
 
 
 def _from_spec(spec: dict[str, Any]) -> MelDiffusionPipeline:
@@ -382,12 +431,13 @@ def _from_spec(spec: dict[str, Any]) -> MelDiffusionPipeline:
         config = {k: v for k, v in spec["unet"].items() if not k.startswith("_")}
         return MelDiffusionPipeline(unet_cls.from_config(config), sched_cls.from_config(spec["scheduler"]),
                                     MelImageCodec.from_config(spec["mel"]), vae, class_names=spec["class_names"],
-                                    null_class=spec["null_class"])
+                                    null_class=spec["null_class"], metadata=spec.get("metadata"))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{SPEC_NAME} in the output folder is not usable for --resume: {exc}") from exc
 
 
-def _initial_pipeline(cfg: MelDiffusionTrainConfig, out: Path, class_values: list[str]) -> MelDiffusionPipeline:
+def _initial_pipeline(cfg: MelDiffusionTrainConfig, out: Path, class_values: list[str],
+                      cross_attention_dim: int | None = None) -> MelDiffusionPipeline:
     spec_file = out / SPEC_NAME
     if cfg.resume and spec_file.is_file():
         return _from_spec(json.loads(spec_file.read_text()))
@@ -400,14 +450,20 @@ def _initial_pipeline(cfg: MelDiffusionTrainConfig, out: Path, class_values: lis
             missing = sorted(set(class_values) - set(pipe.class_names))
             if missing:
                 raise ConfigError(f"the pretrained model knows classes {pipe.class_names}, not {missing}")
+        if cross_attention_dim is not None and (not pipe.is_cross_attention
+                                                or pipe.unet.config.cross_attention_dim != cross_attention_dim):
+            raise ConfigError(f"--mulan needs a pretrained UNet2DConditionModel with cross_attention_dim="
+                              f"{cross_attention_dim}; {cfg.from_pretrained!r} has a {type(pipe.unet).__name__}")
         return pipe
     pipe = new_pipeline(cfg.resolution, cfg.hop_length, cfg.sample_rate, cfg.channels, cfg.layers_per_block,
-                        cfg.attention, class_names=class_values or None, prediction_type=cfg.prediction_type)
+                        cfg.attention, class_names=class_values or None, cross_attention_dim=cross_attention_dim,
+                        prediction_type=cfg.prediction_type)
     return pipe
 
 
 def make_sample_fn(pipe: MelDiffusionPipeline, out: Path, reference: np.ndarray, count: int = 4, steps: int = 20,
-                   seed: int = 0) -> Callable[[torch.nn.Module, int], dict[str, float]]:
+                   seed: int = 0, encodings: torch.Tensor | None = None
+                   ) -> Callable[[torch.nn.Module, int], dict[str, float]]:
     """eval_fn for the Trainer: DDIM-sample `count` spectrograms with the (EMA) unet, write PNG + WAV to
     OUT/samples/step-N/, and return the profile distance of the samples to the `reference` real slices."""
 
@@ -417,7 +473,8 @@ def make_sample_fn(pipe: MelDiffusionPipeline, out: Path, reference: np.ndarray,
         labels = None
         if current.class_names:
             labels = [i % len(current.class_names) for i in range(count)]
-        result = current(batch_size=count, steps=steps, seed=seed, scheduler="ddim", class_labels=labels)
+        result = current(batch_size=count, steps=steps, seed=seed, scheduler="ddim", class_labels=labels,
+                         encoding=encodings)
         folder = out / "samples" / f"step-{step:08d}"
         folder.mkdir(parents=True, exist_ok=True)
         for i, (image, audio) in enumerate(zip(result.images, result.audios, strict=True)):
@@ -452,27 +509,40 @@ def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs)
         if not class_values:
             raise DataError(f"no clip has the tag {cfg.class_tag!r}; tags present: "
                             f"{sorted({k for t in tags for k in t})}")
-    pipe = _initial_pipeline(cfg, out, class_values)
+    mulan = cfg.mulan
+    if mulan is None and cfg.resume and spec_file.is_file():  # a resumed MuLaN-conditioned run keeps its encoder
+        mulan = (json.loads(spec_file.read_text()).get("metadata") or {}).get("mulan")
+    encoder = load_mulan_encoder(mulan, rate) if mulan else None
+    pipe = _initial_pipeline(cfg, out, class_values, encoder.dim if encoder is not None else None)
+    if encoder is not None:
+        local = Path(mulan).expanduser()
+        pipe.metadata.update(conditioning="mulan", mulan=str(local.resolve()) if local.is_dir() else mulan)
     if pipe.mel.sample_rate != rate:
         raise ConfigError(f"data were read at {rate} Hz but the pipeline runs at {pipe.mel.sample_rate} Hz")
     class_names = pipe.class_names if cfg.class_tag else None
     if cfg.class_tag and class_names is None:
         raise ConfigError("--class-tag needs a model with class names")
     dataset = MelSliceDataset(source, pipe.mel, tags=tags, class_tag=cfg.class_tag if class_names else None,
-                              class_names=class_names, null_class=pipe.null_class, length=cfg.batch_size)
+                              class_names=class_names, null_class=pipe.null_class, length=cfg.batch_size,
+                              return_audio=encoder is not None)
     out.mkdir(parents=True, exist_ok=True)
     spec_file.write_text(json.dumps(_spec(pipe, cfg.from_pretrained), indent=2, default=list))
     (out / "mel_diffusion_train.json").write_text(json.dumps(asdict(cfg), indent=2, default=list))
     if pipe.vae is not None:
         pipe.vae.requires_grad_(False).eval()
     null = pipe.null_class if pipe.num_classes is not None else None
-    step_fn = make_step_fn(pipe.scheduler, pipe.vae, cfg.class_dropout if class_names else 0.0, null)
+    cross_dim = pipe.unet.config.cross_attention_dim if pipe.is_cross_attention else None
+    dropout = cfg.class_dropout if (class_names or encoder is not None) else 0.0
+    step_fn = make_step_fn(pipe.scheduler, pipe.vae, dropout, null, encoder=encoder, cross_attention_dim=cross_dim)
     eval_fn = None
     if cfg.sample_every:
         generator = torch.Generator().manual_seed(cfg.seed + 1)
         ref_items = [dataset[int(i)] for i in torch.randint(0, len(dataset), (32,), generator=generator)]
         reference = torch.stack([item["image"] for item in ref_items]).numpy()
-        eval_fn = make_sample_fn(pipe, out, reference, cfg.sample_count, cfg.sample_steps, cfg.seed)
+        encodings = None
+        if encoder is not None:  # samples conditioned on the MuLaN latents of real slices
+            encodings = encoder(torch.stack([item["audio"] for item in ref_items[: cfg.sample_count]]))
+        eval_fn = make_sample_fn(pipe, out, reference, cfg.sample_count, cfg.sample_steps, cfg.seed, encodings)
     pipe.unet.train()
     trainer = Trainer(pipe.unet, dataset, step_fn, TrainerConfig(
         out_dir=str(out), max_steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -486,7 +556,8 @@ def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs)
     from diffusers import DDIMScheduler
 
     final = MelDiffusionPipeline(trainer.eval_model, DDIMScheduler.from_config(pipe.scheduler.config), pipe.mel,
-                                 pipe.vae, class_names=pipe.class_names, null_class=pipe.null_class)
+                                 pipe.vae, class_names=pipe.class_names, null_class=pipe.null_class,
+                                 metadata=pipe.metadata)
     final.unet.eval()
     final.save_pretrained(out)
     return MelDiffusionTrainResult(pipeline=final, result=result, out=out)
