@@ -191,6 +191,31 @@ def test_samples_resume_and_saved_pipeline(corpus, tmp_path):
     assert json.loads((tmp_path / "tuned" / "model_spec.json").read_text())["from_pretrained"] == str(out)
 
 
+def test_bf16_and_latent_mode_fine_tuning(corpus, tmp_path):
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DModel
+
+    from soundweave.audio import MelImageCodec
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=1, out_channels=1, latent_channels=1, block_out_channels=(8, 16),
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        norm_num_groups=4)
+    unet = UNet2DModel(sample_size=16, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=4)
+    mel = MelImageCodec(x_res=32, y_res=32, hop_length=1024, n_iter=4)
+    base = MelDiffusionPipeline(unet, DDIMScheduler(clip_sample=False), mel, vae=vae).save_pretrained(tmp_path / "l")
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    tuned = train_mel_diffusion(MelDiffusionTrainConfig(
+        data=str(corpus), out=str(tmp_path / "tuned"), from_pretrained=str(base), where={"instrument": "flute"},
+        steps=3, batch_size=4, bf16=True, progress=False))
+    assert tuned.pipeline.vae is not None and all(np.isfinite(tuned.result.losses))
+    after = tuned.pipeline.unet.state_dict()
+    assert any(not torch.equal(before[k], after[k].float()) for k in before)  # the UNet trained, the VAE is frozen
+    assert torch.equal(MelDiffusionPipeline.from_pretrained(base).vae.state_dict()["encoder.conv_in.weight"],
+                       tuned.pipeline.vae.state_dict()["encoder.conv_in.weight"])
+    assert MelDiffusionPipeline.from_pretrained(tmp_path / "tuned")(steps=2, seed=0).arrays.shape == (1, 32, 32)
+
+
 def test_training_errors(corpus, tmp_path):
     with pytest.raises(ConfigError):
         MelDiffusionTrainConfig(data=str(corpus), out=str(tmp_path), resolution=48)
