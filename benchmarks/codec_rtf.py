@@ -50,19 +50,20 @@ def main() -> None:
     codes = torch.randint(0, codec.codebook_size, (args.decode_batch, frames, codec.num_quantizers))
     results = {}
     for precision in ("fp32", "bf16"):
-        def encode():
+        def run(fn, *inputs, precision=precision):
             with autocast("cpu", precision):
-                return codec.encode(audio)
+                return fn(*inputs)
 
-        enc_codes = encode()
+        enc_codes = run(codec.encode, audio)
 
-        def decode():
-            with autocast("cpu", precision):
-                return codec.decode(enc_codes)
+        def encode(run=run):
+            return run(codec.encode, audio)
 
-        def decode_long():
-            with autocast("cpu", precision):
-                return codec.decode(codes)
+        def decode(run=run, enc_codes=enc_codes):
+            return run(codec.decode, enc_codes)
+
+        def decode_long(run=run):
+            return run(codec.decode, codes)
 
         t_enc = timed(encode, args.repeats)
         t_dec = timed(decode, args.repeats)

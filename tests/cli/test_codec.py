@@ -83,7 +83,8 @@ def test_main_prints_one_error_line(trained, tmp_path, capsys):
 
     np.save(tmp_path / "float.npy", np.zeros((1, 4, 3), dtype=np.float32))
     with pytest.raises(SystemExit) as exit_info:
-        main(["codec", "decode", str(tmp_path / "float.npy"), "--model", str(trained), "--out", str(tmp_path / "x.wav")])
+        main(["codec", "decode", str(tmp_path / "float.npy"), "--model", str(trained),
+              "--out", str(tmp_path / "x.wav")])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "integers" in err

@@ -21,11 +21,12 @@ SMALL = dict(channels=4, channel_mults=(2, 4), strides=(4, 5), codebook_dim=16, 
 def test_tiny_codec_learns_on_the_corpus(tiny_corpus, tmp_path):
     """Proof that it learns: a few hundred CPU steps beat the untrained codec on held-out clips."""
     result = train_codec(tiny_corpus, tmp_path / "codec", steps=150, preset="tiny", progress=False, eval_clips=4,
-                         eval_seconds=1.0)
-    before, after = result.initial_metrics, result.final_metrics
-    assert after["si_sdr"] > before["si_sdr"] + 8.0, (before, after)
-    assert after["mel_distance"] < 0.7 * before["mel_distance"], (before, after)
-    assert result.train.losses[-1] < 0.7 * result.train.losses[0]
+                         eval_seconds=1.0, eval_split=("valid", "test"))
+    before, after = result.initial_metrics, result.final_metrics  # on 4 valid + 4 test clips (held out)
+    assert after["si_sdr"] > before["si_sdr"] + 10.0, (before, after)
+    assert after["mel_distance"] < 0.9 * before["mel_distance"], (before, after)
+    assert sum(result.train.losses[-10:]) < 0.85 * sum(result.train.losses[:10])
+    print("codec metrics before / after training:", before, after)
     # the saved model is the trained one
     loaded = SoundStream.from_pretrained(tmp_path / "codec")
     clip = torch.randn(1, 800) * 0.1
@@ -34,7 +35,7 @@ def test_tiny_codec_learns_on_the_corpus(tiny_corpus, tmp_path):
     assert state["final_step"] == 150 and state["final_metrics"]["si_sdr"] == pytest.approx(after["si_sdr"])
     # held-out test split through the public evaluation
     metrics = evaluate_codec(loaded, tiny_corpus, split="test", max_clips=3)
-    assert metrics["si_sdr"] > before["si_sdr"] + 5.0
+    assert metrics["si_sdr"] > before["si_sdr"] + 10.0
     assert metrics["bitrate_kbps"] == pytest.approx(loaded.bitrate() / 1000)
     assert metrics["clips"] == 3 and metrics["rtf"] > 0
 
