@@ -78,6 +78,13 @@ def test_generate_variation_and_continuation(model, corpus, tmp_path, capsys):
                         str(tmp_path / "var"), "--audio", str(clip), "--start-step", "500", "--class", "flute"], capsys)
     assert code == 0, err
     assert "step 5 of 10" in err  # 500 of 1000 training timesteps
+    code, _, err = run(["generate", "mel", "--model", str(model), "--steps", "4", "--out", str(tmp_path / "wide"),
+                        "--audio", str(clip), "--start-step", "2", "--seconds", "2", "--class", "bass"], capsys)
+    assert code == 0, err  # longer than one 1.45 s spectrogram: a 2x wider variation, trimmed to 2 s
+    assert sf.info(tmp_path / "wide" / "sample-00.wav").frames == 2 * 22050
+    from PIL import Image
+
+    assert Image.open(tmp_path / "wide" / "sample-00.png").size == (64, 32)
     code, _, err = run(["generate", "mel", "--model", str(model), "--steps", "2", "--out", str(tmp_path / "cont"),
                         "--audio", str(clip), "--continue", "--seconds", "3", "--class", "flute"], capsys)
     assert code == 0, err

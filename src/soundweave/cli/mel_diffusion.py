@@ -96,8 +96,9 @@ def generate_mel_command(
                               "audio-diffusion checkpoint folder) or hub id."),
     n: int = typer.Option(4, "--n", help="Number of samples."),
     steps: int = typer.Option(50, help="Denoising steps."),
-    seconds: float = typer.Option(0.0, help="Length of each sample in seconds (0 = one spectrogram; longer than "
-                                  "one spectrogram chains continuations)."),
+    seconds: float = typer.Option(0.0, help="Length of each sample in seconds (0 = one spectrogram). Longer than "
+                                  "one spectrogram: chained continuations, or with --audio a wider spectrogram "
+                                  "of its first seconds."),
     out: Path = typer.Option(Path("mel-samples"), "--out", help="Folder for sample-NN.wav and sample-NN.png."),
     class_label: str = typer.Option("", "--class", help="Class name (or id) for a class-conditional model."),
     text: str = typer.Option("", "--text", help="A caption, for models trained with --mulan (embedded by that "
@@ -158,9 +159,8 @@ def generate_mel_command(
             raise ConfigError("--continue needs --seconds (the total length to reach)")
         result = pipe.continue_audio(audio, seconds, batch_size=n, width_multiplier=width_multiplier, **common)
     else:
-        if seconds > one:
-            raise ConfigError(f"--seconds {seconds} is longer than one spectrogram ({one:.2f} s); add --continue "
-                              "to extend --audio, or raise --width-multiplier")
+        while seconds > pipe.seconds_per_image(width_multiplier):  # a wider slice of --audio, varied as a whole
+            width_multiplier += 1
         num_train = pipe.scheduler.config.num_train_timesteps
         result = pipe(batch_size=n, audio=str(audio) if audio is not None else None, slice=slice_index,
                       start_step=_start_step(start_step, steps, num_train), mask_start_secs=mask_start,
