@@ -14,6 +14,16 @@ from soundweave.models.aligner import AudioTooShortError, resample_tokens
 from soundweave.models.base import load_pretrained
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and a second spinning thread is ruinous on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 def tiny_config(**kw) -> Wav2Vec2BertConfig:
     base = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, add_adapter=True,
                 num_adapter_layers=2, output_hidden_size=24, layerdrop=0.0, conv_depthwise_kernel_size=5,

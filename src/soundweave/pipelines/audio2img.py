@@ -85,7 +85,7 @@ def cpu_aware_settings(sd, device: torch.device, num_inference_steps: int | None
         raise ConfigError(f"scheduler must be one of {SCHEDULERS}, got {settings.scheduler!r}")
     if settings.num_inference_steps < 1:
         raise ConfigError(f"num_inference_steps must be >= 1, got {settings.num_inference_steps}")
-    step = int(getattr(sd, "vae_scale_factor", 8))
+    step = max(8, int(getattr(sd, "vae_scale_factor", 8)))
     for name in ("height", "width"):
         value = getattr(settings, name)
         if value < step or value % step:
@@ -198,6 +198,11 @@ class Audio2ImagePipeline:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         aligner = AudioCLIPAligner.from_pretrained(aligner_dir)
         kwargs = {"safety_checker": None, "requires_safety_checker": False, **sd_kwargs}
+        local = Path(sd_id_or_dir)
+        if (local / "model_index.json").is_file():  # a saved pipeline may lack text parts: pass them as None
+            for name in ("text_encoder", "tokenizer", "feature_extractor", "image_encoder"):
+                if not (local / name).is_dir():
+                    kwargs.setdefault(name, None)
         try:
             sd = DiffusionPipeline.from_pretrained(str(sd_id_or_dir), torch_dtype=dtype, **kwargs)
         except Exception as exc:  # missing folder, offline hub, unknown layout: one clear error
@@ -276,7 +281,7 @@ class Audio2ImagePipeline:
         else:
             if negative_audio is None:
                 negative_audio, negative_sr = self.negative_noise(), 16000
-            negative = self.encode_audio(negative_audio, negative_sr, precision)
+            negative = self.encode_audio(negative_audio, negative_sr or sr, precision)
         negative = self._match_batch(negative.to(positive), b, "the negative")
         return positive, negative
 

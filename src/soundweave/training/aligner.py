@@ -384,7 +384,7 @@ def train_aligner(data: str | os.PathLike, out_dir: str | os.PathLike, *, text_e
     cache = TargetCache.build(encoder, captions, out / "targets")
     encoder.model.to("cpu")
     model = build_aligner(aligner, encoder.dim, encoder.target_len, max_seconds)
-    if float(model.bos.abs().sum()) == 0:  # a new aligner: start the BOS slot at the mean position-0 target
+    if float(model.bos.detach().abs().sum()) == 0:  # a new aligner: start the BOS slot at the mean position-0 target
         model.set_bos(cache.targets[:, 0].mean(0))
     if device is not None:
         model.to(device)
