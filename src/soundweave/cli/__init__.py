@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "soundweave.cli.codec",
     "soundweave.cli.soundstorm",
     "soundweave.cli.mel_diffusion",
+    "soundweave.cli.audio2img",
 ]
 
 for _name in COMMAND_MODULES:
