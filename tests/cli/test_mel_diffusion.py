@@ -116,6 +116,9 @@ def test_cli_errors_on_bad_model_and_data(corpus, tmp_path, capsys):
     code, _, err = run(["train", "mel-diffusion", "--data", str(corpus), "--out", str(tmp_path / "o"),
                         "--channels", "8,x"], capsys)
     assert code == 1 and "--channels" in err
+    code, _, err = run(["train", "mel-diffusion", "--data", str(corpus), "--out", str(tmp_path / "o"),
+                        "--prediction", "x0"], capsys)
+    assert code == 1 and "prediction_type" in err
 
 
 def test_demo_step(corpus, tmp_path):

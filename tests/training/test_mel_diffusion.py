@@ -223,6 +223,8 @@ def test_training_errors(corpus, tmp_path):
         MelDiffusionTrainConfig(data=str(corpus), out=str(tmp_path), class_dropout=1.5)
     with pytest.raises(ConfigError):
         MelDiffusionTrainConfig(data=str(corpus), out=str(tmp_path), steps=0)
+    with pytest.raises(ConfigError):
+        MelDiffusionTrainConfig(data=str(corpus), out=str(tmp_path), prediction_type="x0")
     with pytest.raises(DataError):
         train_mel_diffusion(data=str(tmp_path / "nowhere"), out=str(tmp_path / "o"), steps=1, progress=False)
     with pytest.raises(DataError, match="no usable clips"):

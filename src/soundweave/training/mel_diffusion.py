@@ -3,10 +3,13 @@
 Data: a manifest folder (`captions.jsonl`) or a Hugging Face audio dataset, optionally filtered on tags
 (`{"instrument": "piano"}`), resampled to the pipeline's rate. Every item is a *random* slice of a random
 clip (a different slice each time it is drawn), turned into a spectrogram image by `MelImageCodec`;
-silent slices are skipped. Loss: DDPM noise MSE (or v-prediction MSE if the scheduler says so) at uniform
-random timesteps; in latent mode images are encoded by the frozen VAE first. Class conditioning uses the
-UNet's class embedding with one extra "null" class, dropped in with probability `class_dropout` so the
-model supports classifier-free guidance.
+silent slices are skipped. Loss: the DDPM objective at uniform random timesteps, as MSE on whatever the
+scheduler's `prediction_type` names - new models predict v (MSE on v equals the noise MSE weighted by
+1/alpha_bar_t, and a tiny CPU model learns it several times faster), `prediction_type="epsilon"` gives
+plain noise MSE as audio-diffusion, and fine-tuned models keep their own. In latent mode images are encoded
+by the frozen VAE first. Class conditioning uses the UNet's class embedding with one extra "null" class,
+dropped in with probability `class_dropout` so the model supports classifier-free guidance; with a MuLaN,
+each slice's MuLaN audio latent is the cross-attention state (zeroed with the same probability).
 
 The shared `Trainer` runs the loop (bf16, EMA, checkpoints, resume); its `eval_fn` writes sample
 spectrograms (PNG) and audio (WAV) to `OUT/samples/step-N/` every `sample_every` steps and logs how far
@@ -348,6 +351,8 @@ class MelDiffusionTrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ConfigError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
 
 
 @dataclass
