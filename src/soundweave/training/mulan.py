@@ -22,7 +22,6 @@ SpecAugment draws) and back-propagated with those gradients. Its gradient equals
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -529,8 +528,3 @@ def train_mulan(config: MuLaNTrainConfig, model: MuLaN | None = None) -> MuLaNTr
     model_dir = final.save_pretrained(out / "model")
     (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     return MuLaNTrainResult(model=final, model_dir=model_dir, train=result, evals=result.evals)
-
-
-def loss_floor(batch_size: int) -> float:
-    """ln(batch): the InfoNCE loss of an untrained (chance-level) model."""
-    return math.log(batch_size)
