@@ -89,6 +89,7 @@ def run_tower(args, tower: str, corpus: Path) -> dict:
             curve.append(point)
             print(json.dumps({"tower": tower, **point}), flush=True)
     final = curve[-1]
+    model_dir = trainer.eval_model.save_pretrained(out / "model")  # for `soundweave eval mulan --model`
     reached = [
         p
         for p in curve
@@ -103,6 +104,7 @@ def run_tower(args, tower: str, corpus: Path) -> dict:
         "final": final,
         "goal_met": bool(reached),
         "time_to_goal_s": reached[0]["train_time_s"] if reached else None,
+        "model": str(model_dir),
         "curve": curve,
     }
 
