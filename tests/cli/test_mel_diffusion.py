@@ -131,6 +131,7 @@ def test_demo_step(corpus, tmp_path):
     assert (step / "model" / "unet" / "config.json").is_file()
     assert (step / "continued.wav").is_file() and sf.info(step / "continued.wav").frames == 2 * 22050
     assert len(list(step.glob("sample-*.png"))) == len(list(step.glob("sample-*.wav"))) >= 2
+    assert (step / "variation.wav").is_file() and (step / "variation-source.png").is_file()
     assert {label for s, label, _ in ctx.outputs if s == "mel-diffusion"}
 
 

@@ -186,9 +186,9 @@ def demo(ctx, steps: int = 240, resolution: int = 64, instruments: tuple[str, ..
          channels: tuple[int, ...] = (16, 32, 64, 64), batch_size: int = 16, sample_steps: int = 25,
          continue_seconds: float = 8.0) -> None:
     """Train a small class-conditional mel-diffusion UNet on a few instruments of the demo corpus
-    (~2 minutes on 2 CPU cores), then sample one spectrogram + audio per instrument and chain
-    continuations into a longer clip."""
-    from ..audio import save
+    (~2 minutes on 2 CPU cores), then sample one spectrogram + audio per instrument, vary a held-out
+    clip, and chain continuations into a longer clip."""
+    from ..audio import load, save
     from ..data.manifest import read_manifest
     from ..training.mel_diffusion import MelDiffusionTrainConfig, train_mel_diffusion
 
@@ -212,6 +212,17 @@ def demo(ctx, steps: int = 240, resolution: int = 64, instruments: tuple[str, ..
         save(out / f"{stem}.wav", wave, samples.sample_rate)
         console.print(f"  {stem}: {out / stem}.png / .wav")
     ctx.add_output("mel-diffusion", f"one sampled spectrogram + audio per instrument ({len(chosen)})", out)
+    held_out = [r for r in read_manifest(corpus) if r.split != "train" and r.tags.get("instrument") in chosen]
+    if held_out:  # a variation of a clip the model never saw: noised half-way, denoised as its instrument
+        record = held_out[0]
+        name = record.tags["instrument"]
+        variation = pipe(audio=str(corpus / record.path), start_step=sample_steps // 2, steps=sample_steps,
+                         seed=ctx.seed, class_labels=name, scheduler="ddim")
+        pipe.mel.audio_to_image(load(corpus / record.path, sr=pipe.sample_rate)[0][: pipe.mel.slice_size]).save(
+            out / "variation-source.png")
+        variation.images[0].save(out / "variation.png")
+        save(out / "variation.wav", variation.audios[0], variation.sample_rate)
+        ctx.add_output("mel-diffusion", f"a variation of held-out {name} clip {record.path}", out / "variation.wav")
     longer = pipe.continue_audio(None, continue_seconds, steps=sample_steps, seed=ctx.seed, class_labels=chosen[0],
                                  scheduler="ddim")
     longer.images[0].save(out / "continued.png")
