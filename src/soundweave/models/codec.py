@@ -25,6 +25,7 @@ replacement, quantizer dropout).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -104,6 +105,26 @@ class SoundStreamConfig:
                               f"got {self.rq_quantize_dropout_cutoff_index}")
         if not 0.0 < self.rq_ema_decay < 1.0:
             raise ConfigError(f"rq_ema_decay must be in (0, 1), got {self.rq_ema_decay}")
+
+
+@contextlib.contextmanager
+def _quiet_kmeans_init(rvq: ResidualVQ):
+    """Mute the library's "k-means init received fewer vectors than codes" warning: with small batches
+    (and quantizer dropout initialising deeper levels later) it is expected, and dead-code replacement
+    re-seeds duplicated codes from later batches."""
+    pending = any(not bool(layer._codebook.initted) for layer in rvq.layers)
+    try:
+        from loguru import logger
+    except ImportError:  # pragma: no cover - a dependency of vector-quantize-pytorch
+        logger = None
+    if not pending or logger is None:
+        yield
+        return
+    logger.disable("vector_quantize_pytorch")
+    try:
+        yield
+    finally:
+        logger.enable("vector_quantize_pytorch")
 
 
 @dataclass
@@ -250,20 +271,22 @@ class SoundStream(PretrainedModel):
         q = self.num_quantizers if num_quantizers is None else int(num_quantizers)
         if not 1 <= q <= self.num_quantizers:
             raise ConfigError(f"num_quantizers must be in [1, {self.num_quantizers}], got {num_quantizers}")
-        codebooks = self.rvq.codebooks.float()  # (Q, K, D)
         residual = self.rvq.project_in(latents).float()
         codes = []
-        flat = residual.reshape(-1, residual.shape[-1])
-        total = torch.zeros_like(flat)
-        for level in range(q):
-            book = codebooks[level]
-            # argmin ||r - e||^2 = argmin (||e||^2 - 2 r.e)
-            scores = book.pow(2).sum(-1)[None] - 2 * flat @ book.t()
-            idx = scores.argmin(dim=-1)
-            chosen = book[idx]
-            flat = flat - chosen
-            total = total + chosen
-            codes.append(idx)
+        # nearest-code decisions in fp32 even under bf16 autocast, so codes do not depend on precision
+        with torch.autocast(device_type=residual.device.type, enabled=False):
+            codebooks = self.rvq.codebooks.float()  # (Q, K, D)
+            flat = residual.reshape(-1, residual.shape[-1])
+            total = torch.zeros_like(flat)
+            for level in range(q):
+                book = codebooks[level]
+                # argmin ||r - e||^2 = argmin (||e||^2 - 2 r.e)
+                scores = book.pow(2).sum(-1)[None] - 2 * flat @ book.t()
+                idx = scores.argmin(dim=-1)
+                chosen = book[idx]
+                flat = flat - chosen
+                total = total + chosen
+                codes.append(idx)
         quantized = self.rvq.project_out(total.reshape(residual.shape))
         codes = torch.stack(codes, dim=-1).reshape(*latents.shape[:-1], q)
         return quantized.to(latents.dtype), codes
@@ -324,7 +347,8 @@ class SoundStream(PretrainedModel):
         length = audio.shape[-1]
         latents = self.encode_latents(self._pad_to_hop(audio))
         if self.training:
-            quantized, codes, commit = self.rvq(latents)
+            with _quiet_kmeans_init(self.rvq):
+                quantized, codes, commit = self.rvq(latents)
             commit = commit.sum()
         else:
             quantized, codes = self.quantize_latents(latents)

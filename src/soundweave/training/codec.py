@@ -231,7 +231,7 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
     batch size and learning rate default per preset (`PRESET_TRAINING`). `resume=True` continues from
     the newest checkpoint in out_dir with the model configuration stored there. The metrics
     are measured on `eval_clips` clips (cut to `eval_seconds`) of each split in `eval_split`. `max_seconds` stops
-    early once that much wall time has passed (checked every ~steps/10 steps), e.g. for a demo budget.
+    early once that much wall time has passed (checked every ~steps/8 steps), e.g. for a demo budget.
     Returns the trained codec with SoundStream metrics (SI-SDR, mel distance) before and after.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -295,7 +295,7 @@ def _fit(trainer: Trainer, resume: bool, max_seconds: float | None, steps: int) 
     if max_seconds is None:
         return trainer.fit(resume=resume)
     start = time.perf_counter()
-    chunk = max(5, steps // 10)
+    chunk = max(5, steps // 8)
     total = TrainResult(step=trainer.step)
     first = True
     while True:
