@@ -228,3 +228,14 @@ def test_local_attention_equals_dense_banded_attention(causal, n, window):
     full = full | ~full.any(-1, keepdim=True)
     ref = attn.to_out(rearrange(F.scaled_dot_product_attention(q, k, v, attn_mask=full), "b h n d -> b n (h d)"))
     assert torch.allclose(out[mask], ref[mask], atol=1e-5)
+
+
+def test_spectral_losses_are_zero_for_identical_audio_and_bounded_for_silence():
+    from soundweave.nn.spectral_losses import MultiResolutionSTFTLoss, MultiScaleMelLoss
+
+    stft, mel = MultiResolutionSTFTLoss((128, 256)), MultiScaleMelLoss(8000, (6, 7, 8))
+    x = torch.randn(2, 2000) * 0.1
+    assert stft(x, x).item() == pytest.approx(0, abs=1e-6) and mel(x, x).item() == pytest.approx(0, abs=1e-5)
+    silent = torch.zeros(2, 2000)
+    assert stft(silent, x * 0.1).item() < 50  # a silent crop does not divide by ~0
+    assert stft(x, x * 0.5) > stft(x, x * 0.9) and mel(x, x * 0.5) > mel(x, x * 0.9)
