@@ -104,3 +104,10 @@ def test_bad_evaluation_inputs(tiny_corpus):
         evaluate_codec(codec, tiny_corpus, num_quantizers=9)
     with pytest.raises(DataError):
         evaluate_codec(codec, tiny_corpus, split="nonexistent")
+
+
+def test_time_budget_stops_early(tiny_corpus, tmp_path):
+    result = train_codec(tiny_corpus, tmp_path / "budget", steps=10_000, preset="tiny", model_config=SMALL,
+                         max_seconds=1.0, progress=False, eval_clips=1, eval_seconds=0.2, seconds=0.1, batch_size=2)
+    assert 5 <= result.train.step < 10_000 and len(result.train.losses) == result.train.step
+    assert (tmp_path / "budget" / "model.safetensors").is_file()

@@ -231,7 +231,7 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
     batch size and learning rate default per preset (`PRESET_TRAINING`). `resume=True` continues from
     the newest checkpoint in out_dir with the model configuration stored there. The metrics
     are measured on `eval_clips` clips (cut to `eval_seconds`) of each split in `eval_split`. `max_seconds` stops
-    early once that much wall time has passed (checked every ~steps/8 steps), e.g. for a demo budget.
+    early once that much wall time has passed (checked between chunks of at most steps/8 steps), e.g. for a demo budget.
     Returns the trained codec with SoundStream metrics (SI-SDR, mel distance) before and after.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -291,22 +291,27 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
 
 
 def _fit(trainer: Trainer, resume: bool, max_seconds: float | None, steps: int) -> TrainResult:
-    """`trainer.fit`, or - with a wall-time budget - fit in chunks until the budget or `steps` is reached."""
+    """`trainer.fit`, or - with a wall-time budget - fit in chunks (sized from the measured step time)
+    until the budget or `steps` is reached."""
     if max_seconds is None:
         return trainer.fit(resume=resume)
     start = time.perf_counter()
-    chunk = max(5, steps // 8)
     total = TrainResult(step=trainer.step)
-    first = True
+    first_step, chunk, first = 0, 5, True
     while True:
         part = trainer.fit(resume=resume if first else False, stop_at=min(steps, trainer.step + chunk))
+        if first:  # (a resumed run starts at its checkpoint's step)
+            first_step = part.step - len(part.losses)
         first = False
         total.losses += part.losses
         total.evals += part.evals
         total.checkpoint = part.checkpoint or total.checkpoint
         total.step = part.step
-        if trainer.step >= steps or time.perf_counter() - start >= max_seconds:
+        elapsed = time.perf_counter() - start
+        if trainer.step >= steps or elapsed >= max_seconds:
             break
+        per_step = elapsed / max(1, trainer.step - first_step)
+        chunk = max(1, min(max(5, steps // 8), int((max_seconds - elapsed) / per_step)))
     total.elapsed = time.perf_counter() - start
     return total
 
