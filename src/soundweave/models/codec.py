@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -206,7 +207,7 @@ class SoundStream(PretrainedModel):
 
     def seconds_to_frames(self, seconds: float) -> int:
         """Number of code frames that covers `seconds` of audio (ceil)."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+        if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds) \
                 or seconds <= 0:
             raise ConfigError(f"seconds must be a positive number, got {seconds!r}")
         return max(1, math.ceil(round(seconds * self.sample_rate, 6) / self.hop_length))
