@@ -155,6 +155,22 @@ def estimate_seconds(sd, settings: RunSettings, batch: int = 1, guided: bool = T
             "unet_tflop_per_step": unet_flops / 1e12}
 
 
+def _unet_cross_attention_dim(sd_id_or_dir) -> int | None:
+    """The UNet's cross_attention_dim from unet/config.json (local, or a small hub download); None if unknown."""
+    import json
+
+    path = Path(sd_id_or_dir) / "unet" / "config.json"
+    try:
+        if not path.is_file():
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(str(sd_id_or_dir), "unet/config.json"))
+        value = json.loads(path.read_text()).get("cross_attention_dim")
+        return int(value) if isinstance(value, int) else None
+    except Exception:  # unknown layout or offline: the full load reports the problem
+        return None
+
+
 class Audio2ImagePipeline:
     """Audio -> image through a Stable Diffusion pipeline and an AudioCLIPAligner (see module docstring).
 
@@ -197,6 +213,11 @@ class Audio2ImagePipeline:
         precision = check_precision(precision or ("bf16" if device.type == "cpu" else "fp32"))
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         aligner = AudioCLIPAligner.from_pretrained(aligner_dir)
+        cross = _unet_cross_attention_dim(sd_id_or_dir)
+        if cross is not None and cross != aligner.config.target_dim:  # fail before loading gigabytes
+            raise ConfigError(f"the aligner outputs {aligner.config.target_dim}-d tokens but the UNet of "
+                              f"{str(sd_id_or_dir)!r} expects cross_attention_dim={cross}; use an aligner trained "
+                              f"for a {cross}-d text encoder (e.g. 1024 for SD 2.x, 768 for SD 1.x)")
         kwargs = {"safety_checker": None, "requires_safety_checker": False, **sd_kwargs}
         local = Path(sd_id_or_dir)
         if (local / "model_index.json").is_file():  # a saved pipeline may lack text parts: pass them as None
