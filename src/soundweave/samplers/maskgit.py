@@ -121,14 +121,16 @@ def maskgit_decode(logits_fn: Callable[[torch.Tensor], torch.Tensor], tokens: to
         still = tokens.eq(mask_id) & fill
         if not still.any():
             break
-        logits = logits_fn(tokens).float()
+        logits = logits_fn(tokens)[still].float()  # (M, C): only the positions still masked
         last = step == steps - 1
         temp = 0.0 if (last and greedy_last) else annealed_temperature(temperature, step, steps)
-        sampled = sample_tokens(logits, temp, generator)
+        drawn = sample_tokens(logits, temp, generator)
+        sampled = tokens.masked_scatter(still, drawn)
         if last:
             accept = still
         else:
-            confidence = logits.log_softmax(dim=-1).gather(-1, sampled[..., None]).squeeze(-1)
+            confidence = torch.full(tokens.shape, float("-inf"), device=tokens.device)
+            confidence = confidence.masked_scatter(still, logits.log_softmax(dim=-1).gather(-1, drawn[:, None])[:, 0])
             k = still.sum(dim=-1) - num_still_masked(total, step, steps, schedule)
             accept = keep_most_confident(confidence, still, k.clamp(min=0))
         tokens = torch.where(accept, sampled, tokens)
