@@ -1,6 +1,8 @@
 """Audio -> embedding latency of AudioCLIPAligner at the w2v-bert-2.0 size (631M parameters, random weights).
 
-A 10 s clip, target 77 x 1024 (SD 2.x CLIP). Paths timed (median of --repeats after a warm-up):
+A 10 s clip, target 77 x 1024 (SD 2.x CLIP). Paths timed (median of --repeats after a warm-up); all but
+the reference use the aligner's inference encoder (relative-key bias from distance buckets, fused SDPA):
+  transformers_encoder_bf16_autocast  transformers' own Wav2Vec2BertModel forward under autocast (reference)
   fp32          fp32 weights, fp32 compute (reported beside the default)
   bf16_autocast fp32 weights under bf16 autocast (what transformers as-is does with autocast)
   bf16          bf16 weights (`aligner.to(torch.bfloat16)`): the default CPU path of the CLI and pipeline
@@ -45,20 +47,30 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    parser.add_argument("--paths", default="fp32,bf16_autocast,bf16")
+    parser.add_argument("--paths", default="fp32,bf16_autocast,bf16,transformers_bf16_autocast")
+    parser.add_argument("--layers", type=int, default=24, help="conformer layers (24 = w2v-bert-2.0; fewer for a "
+                                                                 "quick relative check)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from soundweave.models.aligner import AudioCLIPAligner
 
     torch.manual_seed(0)
-    aligner = AudioCLIPAligner(w2v_bert_2_config(), target_dim=1024, target_len=77, max_seconds=10.0).eval()
+    config = w2v_bert_2_config()
+    config.num_hidden_layers = args.layers
+    aligner = AudioCLIPAligner(config, target_dim=1024, target_len=77, max_seconds=10.0).eval()
     audio = 0.1 * torch.randn(int(args.seconds * 16000))
     result = {"benchmark": "aligner_latency", "parameters_M": round(aligner.num_parameters() / 1e6, 1),
               "clip_seconds": args.seconds, "threads": torch.get_num_threads(), "repeats": args.repeats}
     result["feature_extraction_s"] = round(timed(lambda: aligner.preprocess(audio, 16000), args.repeats), 4)
     paths = args.paths.split(",")
+    inputs = aligner.preprocess(audio, 16000)
     with torch.inference_mode():
+        if "transformers_bf16_autocast" in paths:  # the conformer stack as transformers runs it, for reference
+            def as_is():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    aligner.encoder(inputs.input_features, attention_mask=inputs.attention_mask)
+            result["transformers_encoder_bf16_autocast_s"] = round(timed(as_is, args.repeats), 3)
         if "fp32" in paths:
             result["fp32_s"] = round(timed(lambda: aligner.encode(audio, 16000), args.repeats), 3)
         if "bf16_autocast" in paths:

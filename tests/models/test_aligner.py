@@ -177,3 +177,25 @@ def test_bf16_weights_path(aligner):
     assert half.dtype == torch.bfloat16
     cos = torch.nn.functional.cosine_similarity(half.float(), ref, dim=-1)
     assert float(cos[:, 1:].mean()) > 0.97
+
+
+def test_fast_inference_encoder_equals_transformers():
+    torch.manual_seed(0)
+    config = tiny_config(left_max_position_embeddings=8, right_max_position_embeddings=3)
+    model = AudioCLIPAligner(config, target_dim=16, target_len=9).eval()
+    with torch.no_grad():  # make the relative-key position bias matter
+        for layer in model.encoder.encoder.layers:
+            layer.self_attn.distance_embedding.weight.normal_(0, 2.0)
+    x = torch.randn(2, 60, 160)
+    mask = torch.ones(2, 60, dtype=torch.long)
+    mask[1, 35:] = 0
+    with torch.no_grad():
+        ref = model.encoder(x, attention_mask=mask).last_hidden_state
+        fast = model._encode_fast(x, mask.bool())
+        zero_bias = model.encoder.encoder.layers[0].self_attn.distance_embedding.weight.clone()
+        model.encoder.encoder.layers[0].self_attn.distance_embedding.weight.zero_()
+        changed = model._encode_fast(x, mask.bool())
+        model.encoder.encoder.layers[0].self_attn.distance_embedding.weight.copy_(zero_bias)
+    assert (changed - fast).abs().max() > 2e-3  # the bias matters here (20x the tolerance below)
+    torch.testing.assert_close(fast[0], ref[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fast[1, :35], ref[1, :35], atol=1e-4, rtol=1e-4)
