@@ -199,3 +199,13 @@ def test_fast_inference_encoder_equals_transformers():
     assert (changed - fast).abs().max() > 2e-3  # the bias matters here (20x the tolerance below)
     torch.testing.assert_close(fast[0], ref[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(fast[1, :35], ref[1, :35], atol=1e-4, rtol=1e-4)
+
+
+def test_hub_id_offline_is_a_clear_error(monkeypatch):
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache("facebook/w2v-bert-2.0", "config.json"), str):
+        pytest.skip("w2v-bert-2.0 is in the local cache")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="facebook/w2v-bert-2.0"):
+        AudioCLIPAligner.from_pretrained("facebook/w2v-bert-2.0", target_dim=1024, target_len=77)

@@ -102,3 +102,23 @@ def test_bf16_accumulation_ema_checkpoint_and_resume(tiny_corpus, minilm, tmp_pa
     resumed = train_aligner(tiny_corpus, tmp_path / "run", max_steps=3, resume=True, **kwargs)
     assert resumed.train.step == 3 and len(resumed.train.losses) == 1
     assert all(torch.isfinite(torch.tensor(resumed.train.losses)))
+
+
+def test_hf_audiofolder_with_labels_turned_into_captions(tiny_corpus, minilm, tmp_path):
+    import shutil
+
+    from soundweave.data import read_manifest
+
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    rows = []
+    for record in read_manifest(tiny_corpus)[:8]:
+        name = record.path.split("/")[-1]
+        shutil.copy(tiny_corpus / record.path, folder / name)
+        rows.append({"file_name": name, "instrument": record.tags["instrument"], "tempo": record.tags["tempo"]})
+    (folder / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = train_aligner(folder, tmp_path / "run", text_encoder=minilm, aligner="tiny", max_steps=2, batch_size=4,
+                           eval_every=0, progress=False, hf={"caption_column": None,
+                                                             "tag_columns": ("instrument", "tempo")})
+    assert result.train.step == 2 and "R_at_10" in result.after
+    assert result.after["gallery"] == len({f"{r['instrument']}, {r['tempo']}" for r in rows})

@@ -218,8 +218,9 @@ def collate_features(items) -> dict[str, torch.Tensor]:
 def _all_captions(dataset: Dataset) -> list[str]:
     if hasattr(dataset, "captions"):
         return list(dataset.captions)
-    if hasattr(dataset, "ds") and getattr(dataset, "caption_column", None):
-        return [str(c) for c in dataset.ds[dataset.caption_column]]
+    if hasattr(dataset, "ds") and hasattr(dataset, "_caption"):  # HFAudioDataset: read the table, not the audio
+        columns = [dataset.caption_column] if dataset.caption_column else list(dataset.tag_columns)
+        return [dataset._caption(row) for row in dataset.ds.select_columns(columns)]
     return [dataset[i]["caption"] for i in range(len(dataset))]
 
 
