@@ -167,8 +167,10 @@ def codec_demo(ctx, steps: int = 400, max_seconds: float | None = 60.0, preset: 
 
     corpus = ctx.need_corpus()
     out = ctx.step_dir(step_name)
+    # a short warm-up: under a time budget only part of `steps` may run
     result = train_codec(corpus, out / "model", steps, preset=preset, model_config=model_config, seconds=seconds,
-                         batch_size=batch_size, max_seconds=max_seconds, seed=ctx.seed, progress=True, eval_clips=4)
+                         batch_size=batch_size, max_seconds=max_seconds, seed=ctx.seed, progress=True, eval_clips=4,
+                         warmup_steps=min(10, steps // 10))
     codec = result.model
     metrics = evaluate_codec(codec, corpus, split="test", max_clips=8)
     clip = load_clips(corpus, "test", codec.sample_rate, max_clips=1)[0]
