@@ -40,11 +40,15 @@ def main() -> None:
     parser.add_argument("--decode-seconds", type=float, default=30.0)
     parser.add_argument("--decode-batch", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    parser.add_argument("--strides", default="2,4,6,10",
+                        help="encoder strides (default: the paper order; 4,4,5,6 is the faster hop-480 option)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    codec = SoundStream(codebook_size=1024, rq_num_quantizers=12, attn_window_size=128, attn_depth=2).eval()
+    strides = tuple(int(v) for v in args.strides.split(","))
+    codec = SoundStream(codebook_size=1024, rq_num_quantizers=12, attn_window_size=128, attn_depth=2,
+                        strides=strides).eval()
     audio = 0.1 * torch.randn(1, int(args.seconds * codec.sample_rate))
     frames = codec.seconds_to_frames(args.decode_seconds)
     codes = torch.randint(0, codec.codebook_size, (args.decode_batch, frames, codec.num_quantizers))
@@ -78,7 +82,8 @@ def main() -> None:
         "benchmark": "codec_rtf",
         "config": {"sample_rate": codec.sample_rate, "hop_length": codec.hop_length,
                    "num_quantizers": codec.num_quantizers, "codebook_size": codec.codebook_size,
-                   "attn_window_size": 128, "attn_depth": 2, "parameters": codec.num_parameters()},
+                   "strides": list(strides), "attn_window_size": 128, "attn_depth": 2,
+                   "parameters": codec.num_parameters()},
         "audio_seconds": args.seconds, "decode_frames": frames,
         "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
         "results": results,
