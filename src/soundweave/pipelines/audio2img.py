@@ -205,8 +205,9 @@ class Audio2ImagePipeline:
     def from_pretrained(cls, sd_id_or_dir: str | os.PathLike, aligner_dir: str | os.PathLike, *,
                         device: str | torch.device | None = None, precision: str | None = None,
                         **sd_kwargs) -> Audio2ImagePipeline:
-        """Load a diffusers SD pipeline (hub id or folder) and a saved aligner; weights in bf16 on a CPU
-        by default (`precision='fp32'` to keep fp32), fp32 elsewhere."""
+        """Load a diffusers SD pipeline (hub id or folder) and a saved aligner. SD's weights are bf16 on a CPU
+        by default (`precision='fp32'` keeps fp32), fp32 elsewhere; the aligner stays fp32 and runs under
+        bf16 autocast when the call's precision is bf16."""
         from diffusers import DiffusionPipeline
 
         device = pick_device(device)
@@ -232,7 +233,9 @@ class Audio2ImagePipeline:
                                   f"{' (HF_HUB_OFFLINE is set)' if offline else ''}: {type(exc).__name__}: {exc}") \
                 from exc
         sd.to(device)
-        aligner.to(device=device, dtype=dtype)
+        # the aligner keeps fp32 weights: under bf16 autocast it is faster on a CPU than with bf16 weights
+        # (benchmarks/aligner_latency.py), and each call runs it under the call's precision
+        aligner.to(device=device)
         return cls(sd, aligner)
 
     # -- embeddings ---------------------------------------------------------------------------------
