@@ -191,6 +191,16 @@ def test_samples_resume_and_saved_pipeline(corpus, tmp_path):
     assert json.loads((tmp_path / "tuned" / "model_spec.json").read_text())["from_pretrained"] == str(out)
 
 
+def test_time_budget_stops_training_early(corpus, tmp_path):
+    trained = train_mel_diffusion(MelDiffusionTrainConfig(
+        data=str(corpus), out=str(tmp_path / "budget"), where={"instrument": "flute"}, steps=40, max_minutes=1e-6,
+        **{**TINY, "channels": (8, 16), "batch_size": 4}))
+    assert trained.result.step == 2 and len(trained.result.losses) == 2  # one chunk (steps / 20), then time is up
+    assert MelDiffusionPipeline.from_pretrained(tmp_path / "budget").unet is not None
+    with pytest.raises(ConfigError):
+        MelDiffusionTrainConfig(data=str(corpus), out=str(tmp_path), max_minutes=0)
+
+
 def test_bf16_and_latent_mode_fine_tuning(corpus, tmp_path):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DModel
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -337,6 +338,7 @@ class MelDiffusionTrainConfig:
     progress: bool = True
     audio_column: str = "audio"
     mulan: str | None = None  # condition on MuLaN audio latents of each slice (cross-attention); prompt with text
+    max_minutes: float | None = None  # also stop when this much wall time has passed (checked every steps/20)
 
     def __post_init__(self):
         if self.resolution not in RESOLUTIONS:
@@ -351,6 +353,8 @@ class MelDiffusionTrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ConfigError(f"max_minutes must be positive, got {self.max_minutes}")
         if self.prediction_type not in PREDICTION_TYPES:
             raise ConfigError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
 
@@ -492,6 +496,25 @@ def make_sample_fn(pipe: MelDiffusionPipeline, out: Path, reference: np.ndarray,
     return sample_fn
 
 
+def _fit_within(trainer: Trainer, steps: int, seconds: float, resume: bool) -> TrainResult:
+    """`trainer.fit` in chunks of steps/20 until `steps` or until `seconds` of wall time have passed."""
+    start = time.perf_counter()
+    chunk = max(1, steps // 20)
+    total: TrainResult | None = None
+    while trainer.step < steps and (total is None or time.perf_counter() - start < seconds):
+        part = trainer.fit(resume=resume and total is None, stop_at=min(steps, trainer.step + chunk))
+        if total is None:
+            total = part
+        else:
+            total.losses += part.losses
+            total.evals += part.evals
+            total.step, total.checkpoint = part.step, part.checkpoint
+    if total is None:  # already at `steps` (a finished run resumed)
+        total = trainer.fit(resume=resume)
+    total.elapsed = time.perf_counter() - start
+    return total
+
+
 def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs) -> MelDiffusionTrainResult:
     """Train (or fine-tune) and save the pipeline into `config.out`. See `MelDiffusionTrainConfig`."""
     cfg = config or MelDiffusionTrainConfig(**kwargs)
@@ -556,7 +579,10 @@ def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs)
         eval_every=cfg.sample_every, save_every=cfg.save_every or max(1, min(500, cfg.steps)),
         log_every=max(1, min(50, cfg.steps // 20)), seed=cfg.seed, progress=cfg.progress),
         collate_fn=collate_images, eval_fn=eval_fn)
-    result = trainer.fit(resume=cfg.resume)
+    if cfg.max_minutes:
+        result = _fit_within(trainer, cfg.steps, cfg.max_minutes * 60.0, cfg.resume)
+    else:
+        result = trainer.fit(resume=cfg.resume)
     # saved with DDIM over the same noise schedule: 50 steps by default; scheduler="ddpm" per call for DDPM
     from diffusers import DDIMScheduler
 
