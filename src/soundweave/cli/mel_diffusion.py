@@ -182,7 +182,7 @@ def generate_mel_command(
     done(f"{len(result.images)} spectrogram(s) and audio in {out}", *written)
 
 
-def demo(ctx, steps: int = 240, resolution: int = 64, instruments: tuple[str, ...] = ("bass", "flute", "rock drums"),
+def demo(ctx, steps: int = 200, resolution: int = 64, instruments: tuple[str, ...] = ("bass", "flute", "rock drums"),
          channels: tuple[int, ...] = (16, 32, 64, 64), batch_size: int = 16, sample_steps: int = 25,
          continue_seconds: float = 8.0) -> None:
     """Train a small class-conditional mel-diffusion UNet on a few instruments of the demo corpus
