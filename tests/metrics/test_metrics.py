@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from soundweave.metrics import mel_distance, median_rank, recall_at_k, si_sdr, spectral_convergence
+from soundweave.metrics import median_rank, mel_distance, recall_at_k, si_sdr, spectral_convergence
 from tests.helpers import tone
 
 
