@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
+
+from soundweave.runtime import time_call
 
 
 def w2v_bert_2_config():
@@ -30,16 +30,6 @@ def w2v_bert_2_config():
                               feature_projection_input_dim=160, position_embeddings_type="relative_key",
                               conv_depthwise_kernel_size=31, add_adapter=True, adapter_kernel_size=3, adapter_stride=2,
                               num_adapter_layers=2, layerdrop=0.0, apply_spec_augment=False)
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -62,7 +52,7 @@ def main() -> None:
     audio = 0.1 * torch.randn(int(args.seconds * 16000))
     result = {"benchmark": "aligner_latency", "parameters_M": round(aligner.num_parameters() / 1e6, 1),
               "clip_seconds": args.seconds, "threads": torch.get_num_threads(), "repeats": args.repeats}
-    result["feature_extraction_s"] = round(timed(lambda: aligner.preprocess(audio, 16000), args.repeats), 4)
+    result["feature_extraction_s"] = round(time_call(lambda: aligner.preprocess(audio, 16000), args.repeats), 4)
     paths = args.paths.split(",")
     inputs = aligner.preprocess(audio, 16000)
     with torch.inference_mode():
@@ -70,15 +60,15 @@ def main() -> None:
             def as_is():
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     aligner.encoder(inputs.input_features, attention_mask=inputs.attention_mask)
-            result["transformers_encoder_bf16_autocast_s"] = round(timed(as_is, args.repeats), 3)
+            result["transformers_encoder_bf16_autocast_s"] = round(time_call(as_is, args.repeats), 3)
         if "fp32" in paths:
-            result["fp32_s"] = round(timed(lambda: aligner.encode(audio, 16000), args.repeats), 3)
+            result["fp32_s"] = round(time_call(lambda: aligner.encode(audio, 16000), args.repeats), 3)
         if "bf16_autocast" in paths:
             result["bf16_autocast_s"] = round(
-                timed(lambda: aligner.encode(audio, 16000, precision="bf16"), args.repeats), 3)
+                time_call(lambda: aligner.encode(audio, 16000, precision="bf16"), args.repeats), 3)
         if "bf16" in paths:  # last: it casts the weights
             aligner.to(torch.bfloat16)
-            result["bf16_s"] = round(timed(lambda: aligner.encode(audio, 16000), args.repeats), 3)
+            result["bf16_s"] = round(time_call(lambda: aligner.encode(audio, 16000), args.repeats), 3)
     default = result.get("bf16_autocast_s")
     result["default_cpu_path"] = "fp32 weights under bf16 autocast (aligner.encode(audio, sr, precision='bf16'))"
     result["default_cpu_s"] = default

@@ -14,23 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 
 import torch
 
 from soundweave import SoundStream
-from soundweave.runtime import autocast
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from soundweave.runtime import autocast, time_call
 
 
 def main() -> None:
@@ -69,9 +57,9 @@ def main() -> None:
         def decode_long(run=run):
             return run(codec.decode, codes)
 
-        t_enc = timed(encode, args.repeats)
-        t_dec = timed(decode, args.repeats)
-        t_long = timed(decode_long, max(1, args.repeats // 2))
+        t_enc = time_call(encode, args.repeats)
+        t_dec = time_call(decode, args.repeats)
+        t_long = time_call(decode_long, max(1, args.repeats // 2))
         results[precision] = {
             "encode_s": round(t_enc, 4), "decode_s": round(t_dec, 4),
             "encode_rtf": round(t_enc / args.seconds, 5), "decode_rtf": round(t_dec / args.seconds, 5),

@@ -24,13 +24,7 @@ import multiprocessing as mp
 import statistics
 import time
 
-
-def _rss_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from soundweave.runtime import peak_rss_mib, rss_mib
 
 
 def _build(model: str, resolution: int):
@@ -61,7 +55,7 @@ def _case(args: tuple) -> dict:
     torch.manual_seed(0)
     pipe = _build(model, resolution)
     params = sum(p.numel() for p in pipe.unet.parameters())
-    baseline = _rss_mb("VmRSS")
+    baseline = rss_mib()
     pipe(steps=2, seed=0, precision=precision, decode_audio=False)  # warm-up
     times = []
     run = measured_steps or steps
@@ -77,8 +71,8 @@ def _case(args: tuple) -> dict:
             "steps": steps, "measured_steps": run, "extrapolated": run != steps,
             "seconds_per_sample": round(per_step * steps, 3),
             "seconds_per_step": round(per_step, 4), "griffin_lim_s": round(decode, 3),
-            "audio_seconds": round(pipe.seconds_per_image(), 2), "peak_rss_mb": round(_rss_mb("VmHWM"), 1),
-            "peak_above_baseline_mb": round(_rss_mb("VmHWM") - baseline, 1), "threads": torch.get_num_threads()}
+            "audio_seconds": round(pipe.seconds_per_image(), 2), "peak_rss_mb": round(peak_rss_mib(), 1),
+            "peak_above_baseline_mb": round(peak_rss_mib() - baseline, 1), "threads": torch.get_num_threads()}
 
 
 def main() -> None:

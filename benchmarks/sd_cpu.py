@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
+
+from soundweave.runtime import time_call
 
 SD21_UNET = dict(sample_size=64, in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280),
                  layers_per_block=2, attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024,
@@ -26,16 +26,6 @@ SD21_VAE = dict(block_out_channels=[128, 256, 512, 512], in_channels=3, out_chan
                 down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
                 layers_per_block=2, sample_size=512)
 ALIGNER_SECONDS = 1.5  # the aligner's goal on this CPU (see benchmarks/aligner_latency.py)
-
-
-def timed(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def measure(precision: str, size: int, repeats: int) -> dict[str, float]:
@@ -50,8 +40,8 @@ def measure(precision: str, size: int, repeats: int) -> dict[str, float]:
     text = torch.randn(2, 77, 1024, dtype=dtype)
     t = torch.tensor([500, 500])
     with torch.inference_mode():
-        step = timed(lambda: unet(latents, t, encoder_hidden_states=text), repeats)
-        decode = timed(lambda: vae.decode(latents[:1] / 0.18215), max(1, repeats - 1))
+        step = time_call(lambda: unet(latents, t, encoder_hidden_states=text), repeats)
+        decode = time_call(lambda: vae.decode(latents[:1] / 0.18215), max(1, repeats - 1))
     return {"unet_params_M": round(sum(p.numel() for p in unet.parameters()) / 1e6, 1),
             "seconds_per_guided_step": round(step, 3), "vae_decode_seconds": round(decode, 3)}
 

@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import time
 
 import torch
 import torch.nn.functional as F
@@ -28,26 +27,11 @@ from torch import nn
 
 from soundweave import ConformerWrapper, SoundStorm
 from soundweave.nn.attention import RotaryEmbedding, apply_rotary
-from soundweave.runtime import autocast
+from soundweave.runtime import autocast, peak_rss_mib, reset_peak_rss, time_call
 
 
-def reset_peak_rss() -> None:
-    try:  # Linux: writing 5 resets the peak resident set size (VmHWM)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def peak_rss_mib() -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
+def fastest(fn, repeats: int) -> float:
+    return time_call(fn, repeats, warmup=0, reduce=min)
 
 
 class CachedCausalLM(nn.Module):
@@ -96,15 +80,6 @@ class CachedCausalLM(nn.Module):
         return out
 
 
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def parallel_vs_autoregressive(dim: int, depth: int, heads: int, dim_head: int, ar_tokens: int, repeats: int) -> dict:
     frames, levels, codebook = 500, 8, 1024  # 10 s at 50 Hz x 8 levels
     total = frames * levels
@@ -118,10 +93,10 @@ def parallel_vs_autoregressive(dim: int, depth: int, heads: int, dim_head: int, 
     n_ar = min(ar_tokens, total)
     for precision in ("fp32", "bf16"):
         storm.generate(frames, steps=2, seed=0, precision=precision)  # warm-up
-        t_storm = timed(lambda p=precision: storm.generate(frames, batch_size=1, seed=0, precision=p), repeats)
+        t_storm = fastest(lambda p=precision: storm.generate(frames, batch_size=1, seed=0, precision=p), repeats)
         with autocast("cpu", precision):
             ar.generate(min(64, n_ar))  # warm-up
-            t_ar = timed(lambda: ar.generate(n_ar, generator=torch.Generator().manual_seed(0)), 1)
+            t_ar = fastest(lambda: ar.generate(n_ar, generator=torch.Generator().manual_seed(0)), 1)
         t_ar_full = t_ar * total / n_ar
         result[precision] = {"soundstorm_s": round(t_storm, 3), "autoregressive_s": round(t_ar_full, 3),
                              "autoregressive_measured_tokens": n_ar, "extrapolated": n_ar < total,
@@ -142,14 +117,14 @@ def readme_config(repeats: int) -> dict:
     for precision, goal in (("fp32", 11.0), ("bf16", 5.0)):
         model.generate(64, batch_size=2, steps=2, precision=precision)  # warm-up
         reset_peak_rss()
-        seconds = timed(lambda p=precision: model.generate(1024, batch_size=2, seed=0, precision=p), repeats)
+        seconds = fastest(lambda p=precision: model.generate(1024, batch_size=2, seed=0, precision=p), repeats)
         out[precision] = {"seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 1),
                           "peak_rss_mib": peak_rss_mib(), "goal_s": goal, "meets_goal": seconds <= goal}
     # one network pass alone, for the share of time spent outside the network
     codes = torch.randint(0, 1025, (2, 1024, 12))
     with torch.no_grad():
         conformer(codes, level=0, check=False)
-        one = timed(lambda: conformer(codes, level=0, check=False), max(repeats, 2))
+        one = fastest(lambda: conformer(codes, level=0, check=False), max(repeats, 2))
     out["fp32"]["one_pass_s"] = round(one, 3)
     out["fp32"]["share_outside_network"] = round(max(0.0, 1 - 29 * one / out["fp32"]["seconds"]), 3)
     return out

@@ -39,3 +39,14 @@ def test_public_names_resolve_lazily():
     assert issubclass(soundweave.SoundweaveError, Exception)
     with pytest.raises(AttributeError):
         soundweave.NotAThing  # noqa: B018
+
+
+def test_time_call_and_memory_readings():
+    from soundweave.runtime import peak_rss_mib, reset_peak_rss, rss_mib, time_call
+
+    calls = []
+    seconds = time_call(lambda: calls.append(1), repeats=4, warmup=2, reduce=max)
+    assert len(calls) == 6 and 0 <= seconds < 1
+    reset_peak_rss()
+    if rss_mib() is not None:  # Linux
+        assert peak_rss_mib() >= rss_mib() * 0.5 > 0

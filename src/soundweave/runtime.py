@@ -55,3 +55,49 @@ def make_generator(seed: int | None = None, generator: torch.Generator | None = 
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
+
+
+def time_call(fn, repeats: int = 3, warmup: int = 1, reduce=None) -> float:
+    """Seconds one call of `fn()` takes: `warmup` untimed calls, then `repeats` timed ones reduced with
+    `reduce` (default: the median). Used by the benchmarks."""
+    import statistics
+    import time
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return (reduce or statistics.median)(times)
+
+
+def _proc_status_mib(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> None:
+    """Linux: restart the peak resident-set-size count (VmHWM) from now; elsewhere does nothing."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mib() -> float | None:
+    """Peak resident set size of this process in MiB (Linux), or None where it cannot be read."""
+    return _proc_status_mib("VmHWM")
+
+
+def rss_mib() -> float | None:
+    """Current resident set size of this process in MiB (Linux), or None."""
+    return _proc_status_mib("VmRSS")
