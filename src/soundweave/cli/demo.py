@@ -113,8 +113,9 @@ def demo(out: Path = typer.Option(Path("demo-output"), "--out", help="Folder for
         _resolve(target)(ctx)
         console.print(f"[dim]{name} took {time.perf_counter() - start:.1f} s[/dim]")
     table = Table(title=f"soundweave demo outputs (in {out.resolve()})")
-    for column in ("step", "what", "where"):
-        table.add_column(column)
+    table.add_column("step")
+    table.add_column("what")
+    table.add_column("where", overflow="fold")  # full paths, wrapped rather than cut
     for step, label, path in ctx.outputs:
         table.add_row(step, label, str(path))
     console.print(table)
