@@ -116,13 +116,19 @@ def melody(rng, spec: ClipSpec) -> list[Note]:
     return notes
 
 
+def _progression(rng, spec: ClipSpec) -> tuple[int, ...]:
+    """One of the mode's diatonic progressions (scale-degree roots), drawn from `rng`."""
+    options = PROGRESSIONS[spec.mode]
+    return options[int(rng.integers(len(options)))]
+
+
 def _chord(spec: ClipSpec, root_degree: int) -> list[int]:
     return [_scale_pitch(spec, root_degree + k) for k in (0, 2, 4)]
 
 
 def chords(rng, spec: ClipSpec) -> list[Note]:
     beat = 60.0 / spec.bpm
-    progression = PROGRESSIONS[spec.mode][int(rng.integers(len(PROGRESSIONS[spec.mode])))]
+    progression = _progression(rng, spec)
     per_chord = {"sparse": 4, "medium": 2, "dense": 1}[spec.density] * beat
     notes, t, i = [], 0.0, 0
     while t < spec.seconds:
@@ -136,7 +142,7 @@ def chords(rng, spec: ClipSpec) -> list[Note]:
 
 def arpeggio(rng, spec: ClipSpec) -> list[Note]:
     beat = 60.0 / spec.bpm
-    progression = PROGRESSIONS[spec.mode][int(rng.integers(len(PROGRESSIONS[spec.mode])))]
+    progression = _progression(rng, spec)
     step = {"sparse": 0.5, "medium": 0.5, "dense": 0.25}[spec.density] * beat
     pattern = ((0, 1, 2, 1), (0, 1, 2, 3), (0, 2, 1, 2))[int(rng.integers(3))]
     notes, t, k = [], 0.0, 0
@@ -152,7 +158,7 @@ def arpeggio(rng, spec: ClipSpec) -> list[Note]:
 
 def bassline(rng, spec: ClipSpec) -> list[Note]:
     beat = 60.0 / spec.bpm
-    progression = PROGRESSIONS[spec.mode][int(rng.integers(len(PROGRESSIONS[spec.mode])))]
+    progression = _progression(rng, spec)
     step = {"sparse": 2.0, "medium": 1.0, "dense": 0.5}[spec.density] * beat
     notes, t, k = [], 0.0, 0
     while t < spec.seconds:
