@@ -27,3 +27,11 @@ def tiny_corpus(tmp_path_factory):
     make_corpus(folder, n=40, seconds=1.5, sr=16000, seed=123, workers=1)
     return folder
 
+
+@pytest.fixture
+def one_thread():
+    """Run a test with one torch thread (restored afterwards); use with pytest.mark.usefixtures."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -5,26 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from typer.testing import CliRunner
 
-from soundweave.cli import app
 from soundweave.cli.audio2img import tiny_stable_diffusion
 from soundweave.cli.demo import DemoContext
+from tests.helpers import invoke_cli as invoke
 
-runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def last_json(text: str) -> dict:

@@ -1,24 +1,13 @@
 """Codec commands: train codec -> codec encode -> codec decode -> eval codec; errors; the demo helper."""
 
-import json
 
 import numpy as np
 import pytest
 import soundfile as sf
-from typer.testing import CliRunner
 
-from soundweave.cli import app
 from soundweave.errors import CheckpointError, ShapeError, SoundweaveError
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def parse_json(text):
-    return json.loads(text[text.index("{"): text.rindex("}") + 1])
+from tests.helpers import invoke_cli as invoke
+from tests.helpers import parse_json
 
 
 @pytest.fixture(scope="module")

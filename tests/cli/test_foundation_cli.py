@@ -7,17 +7,9 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from typer.testing import CliRunner
 
-from soundweave.cli import app
 from soundweave.data import read_manifest
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    return result
+from tests.helpers import invoke_cli as invoke
 
 
 def test_help_everywhere():

@@ -6,22 +6,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from typer.testing import CliRunner
 
 from soundweave import SoundStream
-from soundweave.cli import app
 from soundweave.cli.demo import DEMO_STEPS, DemoContext
 from soundweave.errors import SoundweaveError
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def parse_json(text):
-    return json.loads(text[text.index("{"): text.rindex("}") + 1])
+from tests.helpers import invoke_cli as invoke
+from tests.helpers import parse_json
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,7 @@ from soundweave.errors import AudioError, CheckpointError, ConfigError, EmptyAud
 from soundweave.models.aligner import AudioTooShortError, resample_tokens
 from soundweave.models.base import load_pretrained
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and a second spinning thread is ruinous on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -12,14 +12,7 @@ from soundweave import contrastive_loss
 from soundweave.errors import ConfigError, ShapeError
 from soundweave.nn.losses import per_token_cosine, regression_loss
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors run fastest on one thread, and a second spinning thread is ruinous on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -13,14 +13,7 @@ from soundweave.errors import ConfigError
 from soundweave.models.text_encoders import minilm_path
 from soundweave.pipelines.audio2img import cpu_aware_settings
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and a second spinning thread is ruinous on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 DIM, LEN = 16, 9
