@@ -104,7 +104,12 @@ def test_generation_decodes_coarse_to_fine_with_one_head_per_pass():
     net.logits = spy
     model.generate(9, batch_size=2, seed=0)
     assert [c[0] for c in calls] == [0] * 5 + [1, 2]  # (5, 1, 1) passes, coarse to fine
-    assert all(shape == (2, 9, 16) for _, shape in calls)  # only the decoded level's logits
+    # only the decoded level's logits, and only at the positions still masked: all 18 at a level's first pass,
+    # then fewer and fewer as the schedule commits tokens
+    assert all(len(shape) == 2 and shape[1] == 16 for _, shape in calls)
+    rows = [shape[0] for _, shape in calls]
+    assert rows[0] == 18 and rows[5] == 18 and rows[6] == 18
+    assert all(a > b for a, b in zip(rows[:5], rows[1:5], strict=False))
     calls.clear()
     model.generate(9, steps=[2, 3, 1], seed=0)
     assert [c[0] for c in calls] == [0, 0, 1, 1, 1, 2]

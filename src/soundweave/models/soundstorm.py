@@ -214,9 +214,13 @@ class ConformerWrapper(PretrainedModel):
     def forward(self, codes: torch.Tensor, mask: torch.Tensor | None = None,
                 semantic_ids: torch.Tensor | None = None, cond: torch.Tensor | None = None,
                 cond_mask: torch.Tensor | None = None, level: int | torch.Tensor | None = None, *,
-                semantic_embeds: torch.Tensor | None = None, check: bool = True) -> torch.Tensor:
+                semantic_embeds: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+                check: bool = True) -> torch.Tensor:
         """codes `(B, N, Q)` (mask id allowed), mask `(B, N)`, semantic_ids `(B, S)` (or precomputed
-        `semantic_embeds` `(B, N, D)`), cond `(B, L, cond_dim)`, level -> logits (see `logits`)."""
+        `semantic_embeds` `(B, N, D)`), cond `(B, L, cond_dim)`, level -> logits (see `logits`).
+
+        `positions` `(B, N)` bool (with an int `level`): logits only where it is True, `(M, C)` in row-major
+        order - the final norm and the output head then run on those frames only."""
         if check:
             codes = self.check_codes(codes)
             mask = self.check_mask(mask, codes.shape[0], codes.shape[1])
@@ -228,8 +232,13 @@ class ConformerWrapper(PretrainedModel):
             semantic_embeds = self.embed_semantic(semantic_ids, N)
         if semantic_embeds is not None:
             x = x + semantic_embeds
-        hidden = self.norm(self.conformer(x, mask=mask, cond=cond, cond_mask=cond_mask))
-        return self.logits(hidden, level)
+        hidden = self.conformer(x, mask=mask, cond=cond, cond_mask=cond_mask)
+        if positions is not None:
+            if not isinstance(level, int) or positions.shape != (B, N) or positions.dtype != torch.bool:
+                raise ShapeError(f"positions must be bool (B, N) = {(B, N)} and needs an int level, got "
+                                 f"{positions.dtype} {tuple(positions.shape)} with level {level!r}")
+            hidden = hidden[positions]
+        return self.logits(self.norm(hidden), level)
 
 
 @dataclass
@@ -614,20 +623,21 @@ class SoundStorm(PretrainedModel):
         try:
             with autocast(dev, precision):  # one autocast region: bf16 weight casts are reused across passes
                 for q in range(Q):
-                    def level_logits(tokens: torch.Tensor, q: int = q) -> torch.Tensor:
+                    def level_logits(tokens: torch.Tensor, positions: torch.Tensor, q: int = q) -> torch.Tensor:
                         codes[..., q] = tokens
                         if guided is None:
                             return net(codes, mask=mask, cond=cond, cond_mask=cond_mask, level=q,
-                                       semantic_embeds=semantic, check=False)
+                                       semantic_embeds=semantic, positions=positions, check=False)
                         both = net(torch.cat([codes, codes]), mask=guided["mask"], cond=guided["cond"],
                                    cond_mask=guided["cond_mask"], level=q, semantic_embeds=guided["semantic"],
-                                   check=False).float()
+                                   positions=torch.cat([positions, positions]), check=False).float()
                         conditional, unconditional = both.chunk(2)
                         return unconditional + cond_scale * (conditional - unconditional)
 
                     codes[..., q] = maskgit_decode(level_logits, codes[..., q], fill, mask_id=mask_id,
                                                    steps=level_steps[q], schedule=schedule,
-                                                   temperature=temperature, generator=generator)
+                                                   temperature=temperature, generator=generator,
+                                                   masked_only=True)
         finally:
             self.train(was_training)
         codes = codes.masked_fill(~valid[..., None], 0)

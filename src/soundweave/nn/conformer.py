@@ -108,12 +108,14 @@ class ConformerBlock(nn.Module):
                 rotary: tuple[torch.Tensor, torch.Tensor] | None = None, cond: torch.Tensor | None = None,
                 cond_tokens: torch.Tensor | None = None, cond_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x `(B, N, D)`; cond `(B, Dc)` pooled (adaptive norm); cond_tokens `(B, L, Dc)` (cross-attention)."""
-        x = torch.add(x, self.ff1(self.ff1_norm(x, cond)), alpha=0.5)
-        x = x + self.attn(self.attn_norm(x, cond), mask=mask, rotary=rotary)
+        x = torch.add(x, self.ff1(self.ff1_norm(x, cond)), alpha=0.5)  # a new tensor: the caller's x is untouched
+        # without autograd the residual sums can update x in place (with it, LayerNorm keeps x for backward)
+        add = torch.Tensor.add_ if not torch.is_grad_enabled() else torch.add
+        x = add(x, self.attn(self.attn_norm(x, cond), mask=mask, rotary=rotary))
         if self.cross is not None and cond_tokens is not None:
-            x = x + self.cross(self.cross_norm(x), context=cond_tokens, context_mask=cond_mask)
-        x = x + self.conv(self.conv_norm(x, cond), mask=mask)
-        x = torch.add(x, self.ff2(self.ff2_norm(x, cond)), alpha=0.5)
+            x = add(x, self.cross(self.cross_norm(x), context=cond_tokens, context_mask=cond_mask))
+        x = add(x, self.conv(self.conv_norm(x, cond), mask=mask))
+        x = add(x, self.ff2(self.ff2_norm(x, cond)), alpha=0.5)
         return self.post_norm(x, cond)
 
 

