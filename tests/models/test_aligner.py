@@ -6,12 +6,14 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
 
 from soundweave import AudioCLIPAligner
 from soundweave.errors import AudioError, CheckpointError, ConfigError, EmptyAudioError, ShapeError
 from soundweave.models.aligner import AudioTooShortError, resample_tokens
 from soundweave.models.base import load_pretrained
+from soundweave.nn.quantized import int8_available
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -183,15 +185,43 @@ def test_fast_inference_encoder_equals_transformers():
     mask = torch.ones(2, 60, dtype=torch.long)
     mask[1, 35:] = 0
     with torch.no_grad():
-        ref = model.encoder(x, attention_mask=mask).last_hidden_state
-        fast = model._encode_fast(x, mask.bool())
+        ref, ref_len = model._adapt(model.encoder(x, attention_mask=mask).last_hidden_state, mask.sum(1))
+        fast, fast_len = model._encode_fast(x, mask.bool())
         zero_bias = model.encoder.encoder.layers[0].self_attn.distance_embedding.weight.clone()
         model.encoder.encoder.layers[0].self_attn.distance_embedding.weight.zero_()
-        changed = model._encode_fast(x, mask.bool())
+        changed, _ = model._encode_fast(x, mask.bool())
         model.encoder.encoder.layers[0].self_attn.distance_embedding.weight.copy_(zero_bias)
+    assert torch.equal(fast_len, ref_len) and fast.shape == ref.shape
+    n1 = int(ref_len[1])
+    assert n1 < ref.shape[1]  # item 1 is padded after the adapter too
     assert (changed - fast).abs().max() > 2e-3  # the bias matters here (20x the tolerance below)
     torch.testing.assert_close(fast[0], ref[0], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(fast[1, :35], ref[1, :35], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fast[1, :n1], ref[1, :n1], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(not int8_available(), reason="this PyTorch build has no quantized CPU engine")
+def test_int8_path_stays_close_to_fp32_and_tracks_weight_changes():
+    torch.manual_seed(0)
+    model = AudioCLIPAligner(tiny_config(), target_dim=16, target_len=9).eval()
+    audio = torch.randn(2, 16000) * 0.1
+    with torch.no_grad():
+        ref = model.encode(audio, 16000, precision="fp32")[:, 1:]
+        q = model.encode(audio, 16000, precision="int8")[:, 1:]
+        assert q.shape == ref.shape and not torch.equal(q, ref)  # really quantized
+        assert F.cosine_similarity(q, ref, dim=-1).min() > 0.98
+        assert (q - ref).norm() / ref.norm() < 0.1
+        # packed weights follow in-place weight updates (an optimizer step)
+        model.proj.weight.mul_(1.0)
+        for layer in model.encoder.encoder.layers:
+            layer.ffn1.output_dense.weight.mul_(-1.0)
+        ref2 = model.encode(audio, 16000, precision="fp32")[:, 1:]
+        q2 = model.encode(audio, 16000, precision="int8")[:, 1:]
+    assert F.cosine_similarity(q2, ref2, dim=-1).min() > 0.98
+    assert model.cpu_precision() == "int8"
+    with pytest.raises(ConfigError):
+        model.train().embed(audio, 16000, precision="int8")
+    with pytest.raises(ConfigError):
+        model.eval().embed(audio, 16000, precision="int4")
 
 
 def test_hub_id_offline_is_a_clear_error(monkeypatch):

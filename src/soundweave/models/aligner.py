@@ -45,6 +45,8 @@ from torch import nn
 
 from ..audio.io import check_audio, check_sample_rate, resample
 from ..errors import AudioError, CheckpointError, ConfigError, ShapeError
+from ..nn.conv import depthwise_conv_time_last
+from ..nn.quantized import Int8Linears, int8_available, int8_engine
 from ..runtime import autocast
 from .base import PretrainedModel, read_config, resolve_pretrained
 
@@ -118,6 +120,15 @@ def resample_tokens(hidden: torch.Tensor, lengths: torch.Tensor, out_len: int) -
     return torch.bmm(weight.to(hidden.dtype), hidden)
 
 
+def _float_linear(x: torch.Tensor, weight, bias=None) -> torch.Tensor:
+    """F.linear that also takes a pointwise-convolution weight (N, K, 1) or a tuple of weights (and biases),
+    whose outputs are concatenated (the float twin of `Int8Linears.linear`)."""
+    if isinstance(weight, tuple):
+        biases = bias if isinstance(bias, tuple) else (bias,) * len(weight)
+        return torch.cat([_float_linear(x, w, b) for w, b in zip(weight, biases, strict=True)], dim=-1)
+    return F.linear(x, weight.reshape(weight.shape[0], -1), bias)
+
+
 class AudioCLIPAligner(PretrainedModel):
     """Wav2Vec2-BERT + adapter -> a (target_len, target_dim) sequence that stands in for a text encoder's
     hidden states. See the module docstring for how clips map to tokens.
@@ -169,6 +180,7 @@ class AudioCLIPAligner(PretrainedModel):
         self.proj = nn.Linear(width, target_dim) if width != target_dim else nn.Identity()
         self.bos = nn.Parameter(torch.zeros(target_dim))
         self._fe = None
+        self._int8_packs = Int8Linears()  # packed int8 weights for precision='int8', rebuilt when weights change
 
     # -- configuration -----------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -373,15 +385,30 @@ class AudioCLIPAligner(PretrainedModel):
         return hidden, lengths
 
     @torch.no_grad()
-    def _encode_fast(self, features: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def _encode_fast(self, features: torch.Tensor, keep: torch.Tensor, int8: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The conformer stack at inference, equal to transformers' forward (tested) but faster on a CPU:
         the relative-key position bias is computed as q @ E^T over the (left + right + 1) distance buckets,
-        then gathered, instead of materialising a (T, T, head_dim) embedding table in every layer; and
-        attention runs through one fused scaled_dot_product_attention call."""
+        then gathered, instead of materialising a (T, T, head_dim) embedding table in every layer;
+        attention runs through one fused scaled_dot_product_attention call; the pointwise convolutions
+        run as matrix products on (B, T, C) without transposes. With `int8=True` every linear and
+        pointwise layer runs as a dynamic int8 product (oneDNN), the rest in fp32. Then the adapter
+        (`_adapt_fast`). Returns (adapter output (B, T', H), valid lengths (B,))."""
         enc = self.encoder
         cfg = enc.config
         b, t, _ = features.shape
-        hidden, _ = enc.feature_projection(features)
+        if int8:
+            packs = self._int8_packs
+
+            def lin(x, weight, bias=None):
+                return packs.linear(x, weight, bias)
+        else:
+            lin = _float_linear
+        # int8 mode: attention itself in bf16 (the CPU flash kernel is ~2x faster than fp32 with a bias)
+        attn_dtype = torch.bfloat16 if int8 else None
+
+        proj = enc.feature_projection
+        hidden = proj.dropout(lin(proj.layer_norm(features), proj.projection.weight, proj.projection.bias))
         hidden = hidden.masked_fill(~keep[..., None], 0.0)
         pad = None
         if not bool(keep.all()):
@@ -390,34 +417,102 @@ class AudioCLIPAligner(PretrainedModel):
         left, right = int(cfg.left_max_position_embeddings), int(cfg.right_max_position_embeddings)
         pos = torch.arange(t, device=hidden.device)
         buckets = ((pos[None, :] - pos[:, None]).clamp(-left, right) + left)  # (T, T) distance bucket per pair
-        conv_mask = keep.long()
+        conv_keep = None if pad is None else keep[..., None]
+
+        def ffn(module, x):
+            h = lin(x, module.intermediate_dense.weight, module.intermediate_dense.bias)
+            act = module.intermediate_act_fn
+            h = F.silu(h, inplace=True) if isinstance(act, nn.SiLU) else act(h)
+            return lin(h, module.output_dense.weight, module.output_dense.bias)
+
         for layer in enc.encoder.layers:
-            hidden = layer.ffn1(layer.ffn1_layer_norm(hidden)) * 0.5 + hidden
-            hidden = self._relative_key_attention(layer.self_attn, layer.self_attn_layer_norm(hidden), buckets,
-                                                  pad) + hidden
-            hidden = layer.conv_module(hidden, attention_mask=conv_mask) + hidden
-            hidden = layer.ffn2(layer.ffn2_layer_norm(hidden)) * 0.5 + hidden
+            hidden = torch.add(hidden, ffn(layer.ffn1, layer.ffn1_layer_norm(hidden)), alpha=0.5)
+            hidden += self._relative_key_attention(layer.self_attn, layer.self_attn_layer_norm(hidden), buckets,
+                                                   pad, lin, attn_dtype)
+            hidden += self._conv_module(layer.conv_module, hidden, conv_keep, lin)
+            hidden.add_(ffn(layer.ffn2, layer.ffn2_layer_norm(hidden)), alpha=0.5)
             hidden = layer.final_layer_norm(hidden)
         if enc.intermediate_ffn is not None:
-            hidden = hidden + 0.5 * enc.intermediate_ffn(hidden)
-        return hidden
+            hidden = torch.add(hidden, ffn(enc.intermediate_ffn, hidden), alpha=0.5)
+        return self._adapt_fast(hidden, keep.sum(1), lin, attn_dtype)
 
     @staticmethod
-    def _relative_key_attention(attn, x: torch.Tensor, buckets: torch.Tensor, pad: torch.Tensor | None
-                                ) -> torch.Tensor:
+    def _conv_module(conv, x: torch.Tensor, keep: torch.Tensor | None, lin) -> torch.Tensor:
+        """transformers' Wav2Vec2BertConvolutionModule on (B, T, C), pointwise layers as products."""
+        h = conv.layer_norm(x)
+        if keep is not None:
+            h = h.masked_fill(~keep, 0.0)
+        h = F.glu(lin(h, conv.pointwise_conv1.weight, conv.pointwise_conv1.bias), dim=-1)
+        dw = conv.depthwise_conv
+        h = depthwise_conv_time_last(h, dw.weight, dw.bias, (dw.kernel_size[0] - 1, 0))
+        h = conv.activation(conv.depthwise_layer_norm(h))
+        return lin(h, conv.pointwise_conv2.weight, conv.pointwise_conv2.bias)
+
+    @staticmethod
+    def _relative_key_attention(attn, x: torch.Tensor, buckets: torch.Tensor | None, pad: torch.Tensor | None,
+                                lin, attn_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """transformers' self-attention at inference: softmax((q k^T + q E[bucket(i, j)]^T) * scale) v with the
+        relative_key bias when `buckets` is given, plain scaled attention (the adapter's) when it is None."""
         b, t, _ = x.shape
         heads, dim = attn.num_heads, attn.head_size
-        q, k, v = (lin(x).view(b, t, heads, dim).transpose(1, 2) for lin in (attn.linear_q, attn.linear_k,
-                                                                              attn.linear_v))
-        table = attn.distance_embedding.weight.to(q.dtype)  # (buckets, head_dim)
-        bias = torch.matmul(q, table.T).gather(-1, buckets.expand(b, heads, t, t)) * attn.scaling
-        if pad is not None:
-            bias = bias + pad
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scaling)
-        return attn.linear_out(out.transpose(1, 2).reshape(b, t, heads * dim))
+        dtype = attn_dtype or x.dtype
+        qkv = lin(x, (attn.linear_q.weight, attn.linear_k.weight, attn.linear_v.weight),
+                  (attn.linear_q.bias, attn.linear_k.bias, attn.linear_v.bias)).view(b, t, 3, heads, dim)
+        # one copy gives contiguous (B, H, T, Dh) q, k, v in the attention dtype (the CPU flash kernel wants that)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).to(dtype=dtype, memory_format=torch.contiguous_format).unbind(0)
+        bias = pad
+        if buckets is not None:
+            table = attn.distance_embedding.weight.to(qkv.dtype)  # (buckets, head_dim)
+            # scale the small (B, H, T, buckets) table of q . E before gathering it into the (B, H, T, T) bias
+            rel = (torch.matmul(qkv[:, :, 0].transpose(1, 2), table.T) * attn.scaling)
+            bias = rel.gather(-1, buckets.expand(b, heads, t, t))
+            if pad is not None:
+                bias = bias + pad
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias.to(dtype),
+                                             scale=attn.scaling)
+        out = out.transpose(1, 2).to(dtype=x.dtype, memory_format=torch.contiguous_format).view(b, t, heads * dim)
+        return lin(out, attn.linear_out.weight, attn.linear_out.bias)
 
-    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> AlignerOutput:
-        """(B, F, 160) features (+ (B, F) mask) -> AlignerOutput with (B, target_len, target_dim)."""
+    def _adapt_fast(self, hidden: torch.Tensor, lengths: torch.Tensor, lin, attn_dtype: torch.dtype | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_adapt` at inference with every product through `lin` (int8 or float): the strided convolutions
+        as products over unfolded (B, T', kernel * C) windows, attention fused. Equal to `_adapt` (tested)."""
+        adapter = self.adapter
+        if adapter is None:
+            return hidden, lengths
+        if adapter.proj is not None:
+            hidden = adapter.proj_layer_norm(lin(hidden, adapter.proj.weight, adapter.proj.bias))
+
+        def strided_conv(conv, x):  # (B, T, C) -> (B, T', O), as Conv1d(C, O, k, s, padding=p) on (B, C, T)
+            k, st, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+            windows = F.pad(x, (0, 0, p, p)).unfold(1, k, st)  # (B, T', C, k)
+            return lin(windows.reshape(*windows.shape[:2], -1), conv.weight, conv.bias)
+
+        for layer in adapter.layers:
+            keep = (torch.arange(hidden.shape[1], device=hidden.device)[None] < lengths[:, None])[..., None]
+            conv = layer.residual_conv
+            residual = F.glu(strided_conv(conv, layer.residual_layer_norm(hidden).masked_fill(~keep, 0.0)), dim=-1)
+            x = F.glu(strided_conv(layer.self_attn_conv, layer.self_attn_layer_norm(hidden).masked_fill(~keep, 0.0)),
+                      dim=-1)
+            lengths = conv_out_length(lengths, conv.kernel_size[0], conv.stride[0], conv.padding[0])
+            valid = torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]
+            pad = None
+            if not bool(valid.all()):
+                pad = torch.zeros(x.shape[0], 1, 1, x.shape[1], dtype=x.dtype, device=x.device)
+                pad = pad.masked_fill(~valid[:, None, None, :], float("-inf"))
+            x = self._relative_key_attention(layer.self_attn, x, None, pad, lin, attn_dtype) + residual
+            ffn = layer.ffn
+            h = ffn.intermediate_act_fn(lin(layer.ffn_layer_norm(x), ffn.intermediate_dense.weight,
+                                            ffn.intermediate_dense.bias))
+            hidden = lin(h, ffn.output_dense.weight, ffn.output_dense.bias) + x
+        return hidden, lengths
+
+    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                int8: bool = False) -> AlignerOutput:
+        """(B, F, 160) features (+ (B, F) mask) -> AlignerOutput with (B, target_len, target_dim).
+
+        int8: run the conformer's linear and pointwise layers as dynamic int8 products (CPU inference
+        only, fp32 weights; see `embed(precision='int8')`)."""
         if input_features.ndim != 3 or input_features.shape[-1] != self.encoder_config.feature_projection_input_dim:
             raise ShapeError(f"input_features must be (B, frames, {self.encoder_config.feature_projection_input_dim}),"
                              f" got {tuple(input_features.shape)}")
@@ -426,12 +521,20 @@ class AudioCLIPAligner(PretrainedModel):
             attention_mask = torch.ones(b, frames, dtype=torch.long, device=input_features.device)
         attention_mask = attention_mask.long()
         features = input_features.to(self.dtype)
-        if self.training or self.encoder_config.position_embeddings_type != "relative_key":
-            hidden = self.encoder(features, attention_mask=attention_mask).last_hidden_state
+        fast = not self.training and self.encoder_config.position_embeddings_type == "relative_key"
+        if int8:
+            if not fast or self.dtype != torch.float32 or self.device.type != "cpu" or not int8_available():
+                raise ConfigError("int8 inference needs an fp32 aligner on the CPU in eval mode, with relative_key "
+                                  f"positions and a quantized engine (got {self.dtype} on {self.device}, "
+                                  f"training={self.training}, "
+                                  f"positions={self.encoder_config.position_embeddings_type})")
+            with int8_engine():
+                hidden, lengths = self._encode_fast(features, attention_mask.bool(), int8=True)
+        elif fast:
+            hidden, lengths = self._encode_fast(features, attention_mask.bool())
         else:
-            hidden = self._encode_fast(features, attention_mask.bool())
-        lengths = attention_mask.sum(1)
-        hidden, lengths = self._adapt(hidden, lengths)
+            hidden = self.encoder(features, attention_mask=attention_mask).last_hidden_state
+            hidden, lengths = self._adapt(hidden, attention_mask.sum(1))
         tokens = self.proj(resample_tokens(hidden, lengths, self.config.target_len - 1))  # (B, L-1, D)
         bos = self.bos.to(tokens.dtype)[None, None].expand(b, 1, -1)
         return AlignerOutput(last_hidden_state=torch.cat([bos, tokens], dim=1), pooled=tokens.mean(1),
@@ -441,15 +544,27 @@ class AudioCLIPAligner(PretrainedModel):
               precision: str | None = None) -> AlignerOutput:
         """Audio -> AlignerOutput (sequence, pooled vector, and per-clip seconds/cropped/silent flags).
 
-        precision: None runs in the weights' dtype; 'bf16' runs under bf16 autocast; 'fp32' plain.
+        precision: None runs in the weights' dtype; 'bf16' runs under bf16 autocast; 'fp32' plain; 'int8'
+            runs the conformer's linear layers as dynamic int8 products (CPU, fp32 weights), the rest in
+            fp32 - the fastest CPU path; `cpu_precision()` says which one a CPU should use by default.
         """
+        if precision not in (None, "fp32", "bf16", "int8"):
+            raise ConfigError(f"precision must be None, 'fp32', 'bf16' or 'int8', got {precision!r}")
         inputs = self.preprocess(audio, sr, lengths=lengths, pad_short=pad_short)
         device = self.device
-        ctx = autocast(device, precision) if precision is not None else autocast(device, "fp32")
+        int8 = precision == "int8"
+        ctx = autocast(device, precision) if precision in ("fp32", "bf16") else autocast(device, "fp32")
         with ctx:
-            out = self(inputs.input_features.to(device), inputs.attention_mask.to(device))
+            out = self(inputs.input_features.to(device), inputs.attention_mask.to(device), int8=int8)
         out.seconds, out.cropped, out.silent = inputs.seconds, inputs.cropped, inputs.silent
         return out
+
+    def cpu_precision(self) -> str:
+        """The default precision on a CPU: 'int8' when this aligner and PyTorch build support it (fp32 weights,
+        relative-key positions, a quantized engine), else 'bf16'."""
+        ok = (int8_available() and self.dtype == torch.float32
+              and self.encoder_config.position_embeddings_type == "relative_key")
+        return "int8" if ok else "bf16"
 
     def encode(self, audio, sr: int, **kwargs) -> torch.Tensor:
         """Audio -> (B, target_len, target_dim), the stand-in for the text encoder's last_hidden_state."""

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import ConfigError, ShapeError
 from .attention import Attention, FeedForward, RotaryEmbedding
+from .conv import depthwise_conv_time_last
 
 COND_MODES = ("adaln", "cross")
 
@@ -76,7 +77,7 @@ class ConformerConvModule(nn.Module):
             h = h.masked_fill(~mask[..., None], 0.0)
         k = self.kernel_size
         pad = (k - 1, 0) if self.causal else ((k - 1) // 2, k // 2)
-        h = self.depthwise(F.pad(h.transpose(1, 2), pad)).transpose(1, 2)
+        h = depthwise_conv_time_last(h, self.depthwise.weight, self.depthwise.bias, pad)
         h = self.act(self.norm(h))
         return self.dropout(self.pointwise_out(h))
 
