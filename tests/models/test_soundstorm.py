@@ -314,3 +314,18 @@ def test_classifier_free_guidance_drops_conditioning_in_training_and_guides_gene
         SoundStorm(tiny_net()).generate(8, cond_scale=2.0)
     with pytest.raises(ConfigError):
         SoundStorm(tiny_net(), cond_drop_prob=1.0)
+
+
+def test_logits_at_selected_positions_equal_the_full_logits_there():
+    net = tiny_net().eval()
+    codes = torch.randint(0, 17, (2, 9, 3))
+    positions = torch.rand(2, 9) < 0.5
+    positions[0, 0] = True
+    with torch.no_grad():
+        full = net(codes, level=1)
+        picked = net(codes, level=1, positions=positions)
+    torch.testing.assert_close(picked, full[positions], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ShapeError):
+        net(codes, level=None, positions=positions)
+    with pytest.raises(ShapeError):
+        net(codes, level=1, positions=positions[:, :5])

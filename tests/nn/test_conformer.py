@@ -112,3 +112,16 @@ def test_bad_inputs_and_configs_raise():
         Conformer(dim=32, depth=0)
     with pytest.raises(ConfigError):
         Conformer(dim=32, depth=1, cond_dim=4, cond_mode="film")
+
+
+def test_inference_leaves_the_input_alone_and_matches_training_mode_math():
+    torch.manual_seed(0)
+    model = Conformer(dim=32, depth=2, heads=2, dim_head=16).eval()
+    x = torch.randn(2, 9, 32)
+    keep = x.clone()
+    with torch.no_grad():
+        fast = model(x)  # no autograd: residual sums in place, SiLU in place
+    assert torch.equal(x, keep)
+    slow = model(x)  # autograd on: out-of-place
+    torch.testing.assert_close(fast, slow.detach(), atol=1e-6, rtol=1e-6)
+    slow.sum().backward()  # and the graph is intact

@@ -154,8 +154,16 @@ def test_from_pretrained_folders(tmp_path, pipe):
     half = Audio2ImagePipeline.from_pretrained(tmp_path / "sd", tmp_path / "aligner", device="cpu",
                                                precision="bf16")
     assert half.aligner.dtype == torch.float32 and half.sd.unet.dtype == torch.bfloat16
+    seen = []
+    embed = half.aligner.embed
+    half.aligner.embed = lambda *a, **k: seen.append(k.get("precision")) or embed(*a, **k)
+    half.encode_audio(clip(), 16000, precision="bf16")  # the CPU default runs the aligner's int8 path
+    half.encode_audio(clip(), 16000, precision="fp32")
+    assert seen == [half.aligner.cpu_precision(), "fp32"] and seen[0] == "int8"
     assert half(clip(), sr=16000, seed=0, num_inference_steps=2, output_type="np", verbose=False).images.shape \
         == (1, 32, 32, 3)
+    # a CPU run puts the VAE in channels-last memory format (oneDNN's fast convolution layout)
+    assert half.sd.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     from soundweave.errors import CheckpointError
 
     with pytest.raises(CheckpointError):

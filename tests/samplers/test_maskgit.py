@@ -141,3 +141,36 @@ def test_decode_rejects_bad_arguments():
         maskgit_decode(lambda t: t, tokens, torch.ones(2, 5, dtype=torch.bool), mask_id=3, steps=0)
     with pytest.raises(SoundweaveError):
         mask_schedule("exponential")
+
+
+def test_inverse_cdf_sampling_matches_the_distribution_and_never_draws_impossible_tokens():
+    logits = torch.tensor([0.0, 1.0, 2.0, float("-inf")]).expand(20000, 4)
+    draws = sample_tokens(logits, 1.0, torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=4).float() / draws.numel()
+    expected = torch.softmax(torch.tensor([0.0, 1.0, 2.0, float("-inf")]), -1)
+    torch.testing.assert_close(freq, expected, atol=0.015, rtol=0)
+    assert freq[3] == 0
+    # temperature flattens (high) or sharpens (low) the distribution
+    hot = sample_tokens(logits[:, :3], 100.0, torch.Generator().manual_seed(1))
+    assert (torch.bincount(hot, minlength=3).float() / hot.numel()).min() > 0.3
+    assert sample_tokens(torch.randn(2, 3, 5), 1.0).shape == (2, 3)
+
+
+def test_masked_only_decoding_equals_full_logits_decoding():
+    B, N, C = 2, 30, 12
+    target = torch.randint(0, C, (B, N))
+    fill = torch.ones(B, N, dtype=torch.bool)
+    fill[0, :4] = False
+    strength = torch.rand(B, N) * 3
+    full = Oracle(target, C, strength)
+
+    def selected(tokens, positions):
+        return full(tokens)[positions]
+
+    kw = dict(mask_id=C, steps=5, temperature=2.0)
+    start = torch.randint(0, C, (B, N))
+    a = maskgit_decode(full, start, fill, generator=torch.Generator().manual_seed(3), **kw)
+    b = maskgit_decode(selected, start, fill, generator=torch.Generator().manual_seed(3), masked_only=True, **kw)
+    assert torch.equal(a, b)
+    with pytest.raises(ShapeError):  # a logits_fn that ignores `positions` is caught, not silently misread
+        maskgit_decode(lambda t, p: full(t), start, fill, masked_only=True, **kw)

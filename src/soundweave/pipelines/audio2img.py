@@ -40,9 +40,10 @@ NOISE_SECONDS = 4.0
 NOISE_AMPLITUDE = 0.01
 NOISE_SEED = 0
 SCHEDULERS = ("dpm", "ddim", "euler", "default")
-# effective speed of SD's UNet/VAE relative to a plain matmul on the same device and dtype (calibrated on
-# 2 CPU cores: SD 2.1 UNet 1.61 TFLOP per guided 512 x 512 step in 3.7 s bf16 / 6.3 s fp32)
-EFFICIENCY = {"bf16": 0.45, "fp32": 1.1}
+# effective speed of SD's UNet/VAE relative to the best of a few plain (1024 x 1024) matmuls on the same
+# device and dtype (calibrated on 2 CPU cores with benchmarks/sd_cpu.py: SD 2.1 UNet 1.61 TFLOP per guided
+# 512 x 512 step in 4.3-5.7 s bf16 against ~355 GFLOP/s matmuls, 13 s fp32 against ~185 GFLOP/s)
+EFFICIENCY = {"bf16": 0.9, "fp32": 0.67}
 
 
 @dataclass
@@ -106,17 +107,29 @@ def make_scheduler(sd, name: str):
     return cls.from_config(config)
 
 
-def _matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 768) -> float:
+def prepare_for_cpu(sd) -> None:
+    """Put the VAE in channels-last memory format: oneDNN's CPU convolutions decode ~2x faster that way (SD 2.1
+    VAE at 512 px in bf16: 6-7.5 s instead of 13.5-18 s on 2 cores; the UNet measured the same in both
+    formats, so it is left alone). Same numbers, idempotent."""
+    vae = getattr(sd, "vae", None)
+    if vae is not None:
+        vae.to(memory_format=torch.channels_last)
+
+
+def _matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 1024, reps: int = 5) -> float:
+    """This device's matmul speed: the best of `reps` timed (n x n) products after a warm-up."""
     a = torch.randn(n, n, device=device, dtype=dtype)
-    a @ a
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start, reps = time.perf_counter(), 3
-    for _ in range(reps):
+    best = float("inf")
+    for i in range(reps + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
         a @ a
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return 2 * n**3 * reps / max(time.perf_counter() - start, 1e-9) / 1e9
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:  # the first call is the warm-up
+            best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / max(best, 1e-9) / 1e9
 
 
 def count_flops(module: torch.nn.Module, *inputs, method: str | None = None, **kwargs) -> float:
@@ -206,8 +219,8 @@ class Audio2ImagePipeline:
                         device: str | torch.device | None = None, precision: str | None = None,
                         **sd_kwargs) -> Audio2ImagePipeline:
         """Load a diffusers SD pipeline (hub id or folder) and a saved aligner. SD's weights are bf16 on a CPU
-        by default (`precision='fp32'` keeps fp32), fp32 elsewhere; the aligner stays fp32 and runs under
-        bf16 autocast when the call's precision is bf16."""
+        by default (`precision='fp32'` keeps fp32), fp32 elsewhere; the aligner keeps fp32 weights and, when
+        the call's precision is bf16 on a CPU, runs its CPU path (`aligner.cpu_precision()`: int8 products)."""
         from diffusers import DiffusionPipeline
 
         device = pick_device(device)
@@ -233,8 +246,7 @@ class Audio2ImagePipeline:
                                   f"{' (HF_HUB_OFFLINE is set)' if offline else ''}: {type(exc).__name__}: {exc}") \
                 from exc
         sd.to(device)
-        # the aligner keeps fp32 weights: under bf16 autocast it is faster on a CPU than with bf16 weights
-        # (benchmarks/aligner_latency.py), and each call runs it under the call's precision
+        # the aligner keeps fp32 weights: its int8 CPU path packs them itself (benchmarks/aligner_latency.py)
         aligner.to(device=device)
         return cls(sd, aligner)
 
@@ -251,6 +263,10 @@ class Audio2ImagePipeline:
     def encode_audio(self, audio, sr: int | None = None, precision: str | None = None) -> torch.Tensor:
         """Audio (path, (T,), (B, T) or list of clips) -> (B, target_len, target_dim) prompt embeddings."""
         audio, sr = self._audio(audio, sr)
+        if precision == "bf16" and self.aligner.device.type == "cpu":
+            # the CPU default: the aligner's fastest CPU path (int8 products where supported; see
+            # AudioCLIPAligner.cpu_precision and benchmarks/aligner_latency.py)
+            precision = self.aligner.cpu_precision()
         with torch.no_grad():
             out = self.aligner.embed(audio, sr, precision=precision)
         for i in torch.nonzero(out.silent).flatten().tolist():
@@ -344,6 +360,8 @@ class Audio2ImagePipeline:
         start = time.perf_counter()
         try:
             self.sd.scheduler = make_scheduler(self.sd, settings.scheduler)
+            if device.type == "cpu":
+                prepare_for_cpu(self.sd)
             with autocast(device, settings.precision if device.type in ("cpu", "cuda") else "fp32"), \
                     torch.no_grad():
                 result = self.sd(prompt_embeds=positive.to(device, unet_dtype),

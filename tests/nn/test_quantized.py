@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from soundweave.nn.quantized import Int8Linears, int8_available, int8_engine, quantize_weight
+
+pytestmark = pytest.mark.skipif(not int8_available(), reason="this PyTorch build has no quantized CPU engine")
+
+
+def test_int8_linear_is_close_to_float_and_fuses_tuples():
+    torch.manual_seed(0)
+    x = torch.randn(2, 40, 64)
+    w = [torch.randn(32, 64) * 0.1 for _ in range(3)]
+    b = [torch.randn(32) * 0.1, None, torch.randn(32) * 0.1]
+    packs = Int8Linears()
+    with int8_engine():
+        one = packs.linear(x, w[0], b[0])
+        fused = packs.linear(x, tuple(w), tuple(b))
+    ref = F.linear(x, w[0], b[0])
+    assert one.shape == ref.shape and one.dtype == torch.float32
+    assert not torch.equal(one, ref) and (one - ref).norm() / ref.norm() < 0.03
+    ref_fused = torch.cat([F.linear(x, wi, bi) for wi, bi in zip(w, b, strict=True)], dim=-1)
+    assert fused.shape == (2, 40, 96) and (fused - ref_fused).norm() / ref_fused.norm() < 0.03
+
+
+def test_packs_follow_in_place_updates_and_pointwise_conv_weights():
+    torch.manual_seed(0)
+    x = torch.randn(10, 16)
+    conv_weight = torch.randn(8, 16, 1)  # an nn.Conv1d(16, 8, 1) weight
+    packs = Int8Linears()
+    with int8_engine():
+        before = packs.linear(x, conv_weight)
+        conv_weight.mul_(-2.0)  # an optimizer step changes the weight in place
+        after = packs.linear(x, conv_weight)
+    torch.testing.assert_close(after, -2.0 * before, atol=0.05, rtol=0.05)
+    ref = F.linear(x, conv_weight[..., 0])
+    assert (after - ref).norm() / ref.norm() < 0.03
+
+
+def test_engine_is_restored_and_weights_are_per_channel():
+    previous = torch.backends.quantized.engine
+    with int8_engine() as engine:
+        assert torch.backends.quantized.engine == engine
+    assert torch.backends.quantized.engine == previous
+    w = torch.tensor([[1.0, -0.5], [100.0, 3.0]])
+    q = quantize_weight(w)
+    # each row has its own scale, so the small row keeps its precision next to a large one
+    torch.testing.assert_close(q.dequantize(), w, atol=0.4, rtol=0.01)
+    assert abs(float(q.dequantize()[0, 1]) + 0.5) < 0.01
+    with pytest.raises(ValueError):
+        quantize_weight(torch.randn(2, 3, 4))
