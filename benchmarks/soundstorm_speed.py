@@ -55,8 +55,9 @@ class CachedCausalLM(nn.Module):
         dev = self.head.device
         H, Dh = self.heads, self.dim_head
         cos, sin = self.rotary(torch.arange(num_tokens, device=dev))
-        caches = [(torch.zeros(batch, H, num_tokens, Dh, device=dev), torch.zeros(batch, H, num_tokens, Dh, device=dev))
-                  for _ in self.layers]
+        dt = self.head.dtype
+        caches = [(torch.zeros(batch, H, num_tokens, Dh, device=dev, dtype=dt),
+                   torch.zeros(batch, H, num_tokens, Dh, device=dev, dtype=dt)) for _ in self.layers]
         token = torch.full((batch,), self.levels * self.codebook_size, dtype=torch.long, device=dev)
         out = torch.empty(batch, num_tokens, dtype=torch.long, device=dev)
         for t in range(num_tokens):
