@@ -11,7 +11,7 @@ from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
 
 from soundweave import AudioCLIPAligner
 from soundweave.errors import AudioError, CheckpointError, ConfigError, EmptyAudioError, ShapeError
-from soundweave.models.aligner import AudioTooShortError, resample_tokens
+from soundweave.models.aligner import AudioTooShortError, relative_key_bias, resample_tokens
 from soundweave.models.base import load_pretrained
 from soundweave.nn.quantized import int8_available
 
@@ -232,3 +232,15 @@ def test_hub_id_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="facebook/w2v-bert-2.0"):
         AudioCLIPAligner.from_pretrained("facebook/w2v-bert-2.0", target_dim=1024, target_len=77)
+
+
+@pytest.mark.parametrize("t,left,right", [(40, 8, 3), (5, 8, 3), (12, 0, 4), (30, 64, 8)])
+def test_relative_key_bias_equals_a_gather_over_distance_buckets(t, left, right):
+    rel = torch.randn(2, 3, t, left + right + 1)
+    pos = torch.arange(t)
+    buckets = (pos[None, :] - pos[:, None]).clamp(-left, right) + left
+    ref = rel.gather(-1, buckets.expand(2, 3, t, t))
+    assert torch.equal(relative_key_bias(rel, left, right), ref)
+    assert torch.equal(relative_key_bias(rel, left, right, torch.bfloat16), ref.to(torch.bfloat16))
+    with pytest.raises(ShapeError):
+        relative_key_bias(rel, left + 1, right)
