@@ -11,7 +11,7 @@ from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
 
 from soundweave import AudioCLIPAligner
 from soundweave.errors import AudioError, CheckpointError, ConfigError, EmptyAudioError, ShapeError
-from soundweave.models.aligner import AudioTooShortError, relative_key_bias, resample_tokens
+from soundweave.models.aligner import AudioTooShortError, kaldi_fbank, relative_key_bias, resample_tokens
 from soundweave.models.base import load_pretrained
 from soundweave.nn.quantized import int8_available
 
@@ -244,3 +244,24 @@ def test_relative_key_bias_equals_a_gather_over_distance_buckets(t, left, right)
     assert torch.equal(relative_key_bias(rel, left, right, torch.bfloat16), ref.to(torch.bfloat16))
     with pytest.raises(ShapeError):
         relative_key_bias(rel, left + 1, right)
+
+
+def test_torch_fbank_equals_transformers_feature_extractor():
+    import numpy as np
+    from transformers import SeamlessM4TFeatureExtractor
+
+    reference = SeamlessM4TFeatureExtractor()
+    rng = np.random.default_rng(0)
+    for n in (400, 401, 5000, 16_000):
+        wave = (rng.standard_normal(n) * 0.1).astype(np.float32)
+        ref = reference._extract_fbank_features(wave)
+        out = kaldi_fbank(wave, reference.window, reference.mel_filters)
+        assert out.shape == ref.shape and out.dtype == ref.dtype
+        np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)
+    # the aligner's extractor (which uses it) gives transformers' features for a padded batch
+    model = AudioCLIPAligner(tiny_config(), target_dim=16, target_len=9)
+    clips = [(rng.standard_normal(n) * 0.1).astype(np.float32) for n in (8000, 12_345)]
+    kw = dict(sampling_rate=16000, padding=True, return_tensors="np", return_attention_mask=True)
+    ours, theirs = model.feature_extractor(clips, **kw), reference(clips, **kw)
+    np.testing.assert_array_equal(ours["attention_mask"], theirs["attention_mask"])
+    np.testing.assert_allclose(ours["input_features"], theirs["input_features"], atol=1e-3, rtol=0)

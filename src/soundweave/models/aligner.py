@@ -32,6 +32,7 @@ digital silence, so every silent clip of a given length maps to the same finite 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -118,6 +119,25 @@ def resample_tokens(hidden: torch.Tensor, lengths: torch.Tensor, out_len: int) -
     weight = (1.0 - (pos - centres).abs() / width).clamp_min(0.0) * (pos < n)  # (B, out_len, T)
     weight = weight / weight.sum(-1, keepdim=True).clamp_min(1e-12)
     return torch.bmm(weight.to(hidden.dtype), hidden)
+
+
+def kaldi_fbank(waveform: np.ndarray, window: np.ndarray, mel_filters: np.ndarray) -> np.ndarray:
+    """SeamlessM4TFeatureExtractor's log-mel fbank of one clip in torch: (T,) float at 16 kHz -> (frames, mels).
+
+    As transformers computes it (Kaldi style): samples scaled to the 16-bit range, 25 ms frames every 10 ms
+    without centring, DC removed per frame, pre-emphasis 0.97, Povey window, 512-point power spectrum, mel
+    filters, log with a floor of 2^-23. Computed in float64 like the original, returned as float32 like it.
+    """
+    x = torch.from_numpy(np.asarray(waveform, dtype=np.float32).reshape(-1)).double() * 32768.0
+    frame, hop, n_fft = len(window), 160, 512
+    if x.numel() < frame:
+        return np.zeros((0, mel_filters.shape[1]), dtype=np.float32)
+    frames = x.unfold(0, frame, hop)
+    frames = frames - frames.mean(dim=1, keepdim=True)
+    frames = torch.cat([frames[:, :1] * (1 - 0.97), frames[:, 1:] - 0.97 * frames[:, :-1]], dim=1)
+    power = torch.fft.rfft(frames * torch.from_numpy(np.asarray(window, dtype=np.float64)), n=n_fft).abs() ** 2
+    mel = power @ torch.from_numpy(np.asarray(mel_filters, dtype=np.float64))
+    return mel.clamp(min=1.192092955078125e-07).log().float().numpy()
 
 
 def relative_key_bias(rel: torch.Tensor, left: int, right: int, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -223,8 +243,12 @@ class AudioCLIPAligner(PretrainedModel):
         if self._fe is None:
             from transformers import SeamlessM4TFeatureExtractor
 
-            self._fe = SeamlessM4TFeatureExtractor(**{k: v for k, v in self.config.feature_extractor.items()
-                                                      if k != "feature_extractor_type"})
+            fe = SeamlessM4TFeatureExtractor(**{k: v for k, v in self.config.feature_extractor.items()
+                                                 if k != "feature_extractor_type"})
+            # the same Kaldi fbank in torch, vectorised over frames (transformers loops over them in numpy):
+            # ~10x faster, equal to ~1e-5 (tested); normalisation, padding and stacking stay transformers'
+            fe._extract_fbank_features = functools.partial(kaldi_fbank, window=fe.window, mel_filters=fe.mel_filters)
+            self._fe = fe
         return self._fe
 
     @property
@@ -608,4 +632,4 @@ class AudioCLIPAligner(PretrainedModel):
 
 
 __all__ = ["AlignerConfig", "AlignerInputs", "AlignerOutput", "AudioCLIPAligner", "AudioTooShortError",
-           "conv_out_length", "resample_tokens", "relative_key_bias"]
+           "conv_out_length", "kaldi_fbank", "resample_tokens", "relative_key_bias"]
