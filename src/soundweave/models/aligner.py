@@ -463,10 +463,7 @@ class AudioCLIPAligner(PretrainedModel):
         conv_keep = None if pad is None else keep[..., None]
 
         def ffn(module, x):
-            h = lin(x, module.intermediate_dense.weight, module.intermediate_dense.bias)
-            act = module.intermediate_act_fn
-            h = F.silu(h, inplace=True) if isinstance(act, nn.SiLU) else act(h)
-            return lin(h, module.output_dense.weight, module.output_dense.bias)
+            return self._ffn(module, x, lin)
 
         for layer in enc.encoder.layers:
             hidden = torch.add(hidden, ffn(layer.ffn1, layer.ffn1_layer_norm(hidden)), alpha=0.5)
@@ -478,6 +475,14 @@ class AudioCLIPAligner(PretrainedModel):
         if enc.intermediate_ffn is not None:
             hidden = torch.add(hidden, ffn(enc.intermediate_ffn, hidden), alpha=0.5)
         return self._adapt_fast(hidden, keep.sum(1), lin, attn_dtype)
+
+    @staticmethod
+    def _ffn(module, x: torch.Tensor, lin) -> torch.Tensor:
+        """transformers' Wav2Vec2BertFeedForward at inference (no dropout), products through `lin`."""
+        h = lin(x, module.intermediate_dense.weight, module.intermediate_dense.bias)
+        act = module.intermediate_act_fn
+        h = F.silu(h, inplace=True) if isinstance(act, nn.SiLU) else act(h)
+        return lin(h, module.output_dense.weight, module.output_dense.bias)
 
     @staticmethod
     def _conv_module(conv, x: torch.Tensor, keep: torch.Tensor | None, lin) -> torch.Tensor:
@@ -547,10 +552,7 @@ class AudioCLIPAligner(PretrainedModel):
                 pad = torch.zeros(x.shape[0], 1, 1, x.shape[1], dtype=x.dtype, device=x.device)
                 pad = pad.masked_fill(~valid[:, None, None, :], float("-inf"))
             x = self._relative_key_attention(layer.self_attn, x, None, pad, lin, attn_dtype) + residual
-            ffn = layer.ffn
-            h = ffn.intermediate_act_fn(lin(layer.ffn_layer_norm(x), ffn.intermediate_dense.weight,
-                                            ffn.intermediate_dense.bias))
-            hidden = lin(h, ffn.output_dense.weight, ffn.output_dense.bias) + x
+            hidden = self._ffn(layer.ffn, layer.ffn_layer_norm(x), lin) + x
         return hidden, lengths
 
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
