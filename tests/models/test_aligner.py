@@ -220,6 +220,7 @@ def test_int8_path_stays_close_to_fp32_and_tracks_weight_changes():
     assert model.cpu_precision() == "int8"
     with pytest.raises(ConfigError):
         model.train().embed(audio, 16000, precision="int8")
+    assert model.cpu_precision() == "bf16"  # the default never names a path the model's mode cannot run
     with pytest.raises(ConfigError):
         model.eval().embed(audio, 16000, precision="int4")
 

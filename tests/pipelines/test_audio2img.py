@@ -168,3 +168,19 @@ def test_from_pretrained_folders(tmp_path, pipe):
 
     with pytest.raises(CheckpointError):
         Audio2ImagePipeline.from_pretrained(tmp_path / "nope", tmp_path / "aligner")
+
+
+def test_runs_an_aligner_handed_over_in_training_mode_with_its_own_cpu_default():
+    """An aligner built from a config is in training mode; the pipeline's CPU default (bf16 -> the aligner's
+    int8 path) must still run, give the same images as the same aligner in eval mode, and hand the aligner
+    back in the mode it came in."""
+    sd = tiny_sd()
+    aligner = tiny_aligner().train()
+    pipe = Audio2ImagePipeline(sd, aligner)
+    out = pipe(clip(), sr=16000, num_inference_steps=2, seed=0, output_type="np", verbose=False)
+    assert out.images.shape == (1, 32, 32, 3) and np.isfinite(out.images).all()
+    assert aligner.training, "the pipeline must not leave its parts in another mode than it got them"
+    aligner.eval()
+    again = pipe(clip(), sr=16000, num_inference_steps=2, seed=0, output_type="np", verbose=False)
+    np.testing.assert_allclose(out.images, again.images, atol=1e-5)
+    assert not aligner.training

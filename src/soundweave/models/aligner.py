@@ -609,8 +609,8 @@ class AudioCLIPAligner(PretrainedModel):
 
     def cpu_precision(self) -> str:
         """The default precision on a CPU: 'int8' when this aligner and PyTorch build support it (fp32 weights,
-        relative-key positions, a quantized engine), else 'bf16'."""
-        ok = (int8_available() and self.dtype == torch.float32
+        relative-key positions, a quantized engine, eval mode), else 'bf16'."""
+        ok = (int8_available() and self.dtype == torch.float32 and not self.training
               and self.encoder_config.position_embeddings_type == "relative_key")
         return "int8" if ok else "bf16"
 

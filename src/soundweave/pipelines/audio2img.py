@@ -263,12 +263,19 @@ class Audio2ImagePipeline:
     def encode_audio(self, audio, sr: int | None = None, precision: str | None = None) -> torch.Tensor:
         """Audio (path, (T,), (B, T) or list of clips) -> (B, target_len, target_dim) prompt embeddings."""
         audio, sr = self._audio(audio, sr)
-        if precision == "bf16" and self.aligner.device.type == "cpu":
-            # the CPU default: the aligner's fastest CPU path (int8 products where supported; see
-            # AudioCLIPAligner.cpu_precision and benchmarks/aligner_latency.py)
-            precision = self.aligner.cpu_precision()
-        with torch.no_grad():
-            out = self.aligner.embed(audio, sr, precision=precision)
+        # inference runs the aligner in eval mode (no dropout / SpecAugment) whatever mode it was handed over
+        # in, and gives it back in that mode: a module built from a config starts in training mode
+        was_training = self.aligner.training
+        self.aligner.eval()
+        try:
+            if precision == "bf16" and self.aligner.device.type == "cpu":
+                # the CPU default: the aligner's fastest CPU path (int8 products where supported; see
+                # AudioCLIPAligner.cpu_precision and benchmarks/aligner_latency.py)
+                precision = self.aligner.cpu_precision()
+            with torch.no_grad():
+                out = self.aligner.embed(audio, sr, precision=precision)
+        finally:
+            self.aligner.train(was_training)
         for i in torch.nonzero(out.silent).flatten().tolist():
             log.warning("audio clip %d is silent; it maps to the aligner's fixed 'silence' embedding", i)
         return out.last_hidden_state

@@ -18,6 +18,7 @@ every global batch and gradients are averaged.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import json
 import math
@@ -148,6 +149,16 @@ class _CsvLog:
             csv.writer(f).writerow([row.get(c, "") for c in self.columns])
 
 
+def _destroy_process_group() -> None:
+    """Tear the process group down before the interpreter exits: a gloo/NCCL group left to the interpreter's
+    teardown can abort a process that has finished its work ("terminate called without an active exception")."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        try:
+            torch.distributed.destroy_process_group()
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
+
+
 class Trainer:
     def __init__(self, model: nn.Module, train_dataset: Dataset, step_fn: StepFn, config: TrainerConfig,
                  *, collate_fn: Callable | None = None, eval_fn: EvalFn | None = None,
@@ -165,6 +176,9 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=MIXED_PRECISION[config.mixed_precision],
                                        gradient_accumulation_steps=config.grad_accum, cpu=config.cpu,
                                        dataloader_config=DataLoaderConfiguration(split_batches=True))
+        if self.accelerator.num_processes > 1:
+            atexit.unregister(_destroy_process_group)  # once per process, however many Trainers it builds
+            atexit.register(_destroy_process_group)
         set_seed(config.seed)
         self.out_dir = Path(config.out_dir)
         if self.is_main:
