@@ -26,7 +26,8 @@ _EXPORTS: dict[str, str] = {
     "MuLaN": "soundweave.models.mulan",
     "MuLaNEmbedQuantizer": "soundweave.models.mulan",
     # capability 2 and 3: SoundStream, SoundStorm
-    "SoundStream": "soundweave.models.codec",
+    "SoundStream": "soundweave.models.codecs",
+    "load_codec": "soundweave.models.codecs",
     "Conformer": "soundweave.nn.conformer",
     "ConformerWrapper": "soundweave.models.soundstorm",
     "SoundStorm": "soundweave.models.soundstorm",

@@ -16,7 +16,7 @@ from .groups import codec_app, eval_app, train_app
 
 def _load_codec(model: Path, device: str | None = None):
     from ..models.base import load_pretrained
-    from ..models.codec import SoundStream
+    from ..models.codecs import SoundStream
 
     codec = load_pretrained(model, device=device)
     if not isinstance(codec, SoundStream):

@@ -329,7 +329,7 @@ class SoundStorm(PretrainedModel):
             codec_config = dict(codec_config)
             name = codec_config.pop("_class", "SoundStream")
             if name not in _REGISTRY:
-                importlib.import_module("soundweave.models.codec")
+                importlib.import_module("soundweave.models.codecs")._import_codec_modules()
             if name not in _REGISTRY:
                 raise ConfigError(f"unknown codec class {name!r} in the SoundStorm config")
             codec = _REGISTRY[name].from_config(codec_config)

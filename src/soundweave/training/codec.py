@@ -34,7 +34,7 @@ from torch.func import functional_call
 from ..data.dataset import CaptionedAudioDataset, collate_audio
 from ..errors import ConfigError, DataError
 from ..metrics import mel_distance, si_sdr
-from ..models.codec import SoundStream
+from ..models.codecs import SoundStream
 from ..nn.discriminator import (
     MultiScaleSTFTDiscriminator,
     discriminator_hinge_loss,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
@@ -35,12 +34,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from vector_quantize_pytorch import ResidualVQ
 
-from ..audio.io import check_audio, check_sample_rate, resample
-from ..errors import ConfigError, ShapeError
-from ..nn.conv import WaveDecoder, WaveEncoder
-from ..nn.local_attention import LocalTransformer
-from ..nn.spectral_losses import MultiResolutionSTFTLoss, MultiScaleMelLoss
-from .base import PretrainedModel
+from ...audio.io import check_sample_rate
+from ...errors import ConfigError
+from ...nn.conv import WaveDecoder, WaveEncoder
+from ...nn.local_attention import LocalTransformer
+from ...nn.spectral_losses import MultiResolutionSTFTLoss, MultiScaleMelLoss
+from ..base import PretrainedModel
+from .base import Codec
 
 _TUPLE_FIELDS = ("channel_mults", "strides", "dilations", "multi_spectral_window_powers_of_two", "stft_loss_fft_sizes")
 
@@ -138,7 +138,7 @@ class CodecLoss:
     codes: torch.Tensor  # (B, N, Q) int64; levels dropped by quantizer dropout are -1
 
 
-class SoundStream(PretrainedModel):
+class SoundStream(Codec, PretrainedModel):
     """SoundStream codec (Zeghidour et al. 2021, arXiv 2107.03312). See the module docstring."""
 
     def __init__(self, **kwargs):
@@ -191,71 +191,9 @@ class SoundStream(PretrainedModel):
     def codebook_dim(self) -> int:
         return self.config.codebook_dim
 
-    @property
-    def frame_rate(self) -> float:
-        """Code frames per second."""
-        return self.sample_rate / self.hop_length
-
-    def bitrate(self, num_quantizers: int | None = None) -> float:
-        """Bits per second when `num_quantizers` levels (default all) are kept."""
-        q = self.num_quantizers if num_quantizers is None else num_quantizers
-        return self.frame_rate * q * math.log2(self.codebook_size)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def seconds_to_frames(self, seconds: float) -> int:
-        """Number of code frames that covers `seconds` of audio (ceil)."""
-        if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds) \
-                or seconds <= 0:
-            raise ConfigError(f"seconds must be a positive number, got {seconds!r}")
-        return max(1, math.ceil(round(seconds * self.sample_rate, 6) / self.hop_length))
-
-    def frames_to_samples(self, frames: int) -> int:
-        return int(frames) * self.hop_length
-
-    # -- input handling ---------------------------------------------------------------------------
-    def _prepare_audio(self, audio: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
-        """(T,), (B, T) or (B, 1, T) -> float (B, T) on the model's device, at the codec's rate."""
-        if isinstance(audio, torch.Tensor) and audio.ndim == 3:
-            if audio.shape[1] != 1:
-                raise ShapeError(f"SoundStream is mono: got audio of shape {tuple(audio.shape)}; pass (B, T) or "
-                                 "(B, 1, T) (average the channels first)")
-            audio = audio[:, 0]
-        audio = check_audio(audio, "audio for SoundStream")
-        if sample_rate is not None and int(sample_rate) != self.sample_rate:
-            audio = resample(audio, sample_rate, self.sample_rate)
-        if audio.ndim == 1:
-            audio = audio[None]
-        return audio.to(self.device)
-
     def _pad_to_hop(self, audio: torch.Tensor) -> torch.Tensor:
         pad = (-audio.shape[-1]) % self.hop_length
         return F.pad(audio, (0, pad)) if pad else audio
-
-    def _check_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        if not isinstance(codes, torch.Tensor):
-            try:
-                codes = torch.as_tensor(codes)
-            except (TypeError, ValueError, RuntimeError) as exc:
-                raise ShapeError(f"codes must be an integer tensor (B, N, Q), got {type(codes).__name__}") from exc
-        if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
-            raise ShapeError(f"codes must be integers, got dtype {codes.dtype}")
-        if codes.ndim == 2:
-            codes = codes[None]
-        if codes.ndim != 3:
-            raise ShapeError(f"codes must be (B, N, Q) (or (N, Q) for one item), got shape {tuple(codes.shape)}")
-        b, n, q = codes.shape
-        if n == 0 or b == 0:
-            raise ShapeError(f"codes have no frames: shape {tuple(codes.shape)}")
-        if not 1 <= q <= self.num_quantizers:
-            raise ShapeError(f"codes have {q} levels but this codec has {self.num_quantizers}; pass (B, N, Q) with "
-                             f"1 <= Q <= {self.num_quantizers} (the first Q levels)")
-        if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebook_size):
-            raise ShapeError(f"code values must be in [0, {self.codebook_size}), got "
-                             f"min {int(codes.min())}, max {int(codes.max())}")
-        return codes.long().to(self.device)
 
     # -- the network, piece by piece (differentiable) ---------------------------------------------------
     def encode_latents(self, audio: torch.Tensor) -> torch.Tensor:
@@ -306,36 +244,14 @@ class SoundStream(PretrainedModel):
         x = self.decoder_attn(quantized)
         return self.decoder(rearrange(x, "b n d -> b d n"))[:, 0]
 
-    # -- inference ----------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def encode(self, audio: torch.Tensor, num_quantizers: int | None = None, sample_rate: int | None = None
-               ) -> torch.Tensor:
-        """audio (T,), (B, T) or (B, 1, T) at `sample_rate` (default: the codec's) -> codes (B, N, Q) int64.
-
-        N = ceil(T / hop_length) (the tail is zero-padded). `num_quantizers` keeps only the first levels
-        (a lower bitrate). Deterministic in train and eval mode.
-        """
-        audio = self._pad_to_hop(self._prepare_audio(audio, sample_rate))
-        _, codes = self.quantize_latents(self.encode_latents(audio), num_quantizers)
+    # -- inference (Codec.encode / decode call these) ---------------------------------------------------
+    def _encode(self, audio: torch.Tensor, num_quantizers: int) -> torch.Tensor:
+        """(B, T) at the codec's rate -> codes (B, ceil(T / hop), q); the tail is zero-padded."""
+        _, codes = self.quantize_latents(self.encode_latents(self._pad_to_hop(audio)), num_quantizers)
         return codes
 
-    @torch.no_grad()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes (B, N, Q') int (Q' <= Q: the first levels; (N, Q') = one item) -> audio (B, N * hop_length)."""
-        codes = self._check_codes(codes)
-        return self.decode_latents(self.codes_to_latents(codes)).float()
-
-    def decode_from_codebook_indices(self, codes: torch.Tensor) -> torch.Tensor:
-        """Same as `decode` (the name soundstorm-pytorch and audiolm-pytorch use)."""
-        return self.decode(codes)
-
-    @torch.no_grad()
-    def reconstruct(self, audio: torch.Tensor, num_quantizers: int | None = None,
-                    sample_rate: int | None = None) -> torch.Tensor:
-        """encode + decode, trimmed to the input length: (B, T) -> (B, T) at the codec's rate."""
-        audio = self._prepare_audio(audio, sample_rate)
-        codes = self.encode(audio, num_quantizers)
-        return self.decode(codes)[:, : audio.shape[-1]]
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.decode_latents(self.codes_to_latents(codes))
 
     # -- training -----------------------------------------------------------------------------------------
     def compute_loss(self, audio: torch.Tensor) -> CodecLoss:
