@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     # capability 2 and 3: SoundStream, SoundStorm
     "SoundStream": "soundweave.models.codecs",
     "load_codec": "soundweave.models.codecs",
+    "SpectralCodec": "soundweave.models.codecs.spectral",
     "Conformer": "soundweave.nn.conformer",
     "ConformerWrapper": "soundweave.models.soundstorm",
     "SoundStorm": "soundweave.models.soundstorm",

@@ -1,23 +1,25 @@
 """Codec commands: train codec -> codec encode -> codec decode -> eval codec; errors; the demo helper."""
 
-
 import numpy as np
 import pytest
 import soundfile as sf
+from PIL import Image
 
+from soundweave import load_codec
 from soundweave.errors import CheckpointError, ShapeError, SoundweaveError
 from tests.helpers import invoke_cli as invoke
 from tests.helpers import parse_json
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_corpus, tmp_path_factory):
+@pytest.fixture(scope="module", params=["spectral", "soundstream"])
+def trained(request, tiny_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("codec")
-    result = invoke("train", "codec", "--data", tiny_corpus, "--out", out, "--steps", 4, "--preset", "tiny",
-                    "--batch-size", 2, "--seconds", 0.2, "--num-quantizers", 3, "--codebook-size", 16)
+    result = invoke("train", "codec", "--data", tiny_corpus, "--out", out, "--steps", 4, "--kmeans-iters", 4,
+                    "--preset", "tiny", "--kind", request.param, "--batch-size", 2, "--seconds", 0.2,
+                    "--num-quantizers", 3, "--codebook-size", 16)
     assert result.exit_code == 0, result.output
     report = parse_json(result.stdout)
-    assert report["steps"] == 4 and "si_sdr" in report["after"]
+    assert report["steps"] == 4 and "si_sdr" in report["after"] and report["kind"] == request.param
     assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
     return out
 
@@ -29,7 +31,8 @@ def test_encode_decode_eval(trained, tiny_corpus, tmp_path):
     assert result.exit_code == 0, result.output
     codes = np.load(codes_path)
     audio, sr = sf.read(wav)
-    n_expected = int(np.ceil(round(len(audio) * 8000 / sr) / 40))  # tiny preset: 8 kHz, hop 40
+    hop = load_codec(trained).hop_length  # tiny presets: SpectralCodec 80, SoundStream 40
+    n_expected = int(np.ceil(round(len(audio) * 8000 / sr) / hop))  # tiny presets: 8 kHz
     assert codes.dtype == np.int64 and codes.shape[0] == 1 and codes.shape[2] == 3
     assert abs(codes.shape[1] - n_expected) <= 1 and 0 <= codes.min() and codes.max() < 16
     two = invoke("codec", "encode", wav, "--model", trained, "--out", tmp_path / "two.npy", "--num-quantizers", 2)
@@ -38,7 +41,7 @@ def test_encode_decode_eval(trained, tiny_corpus, tmp_path):
     result = invoke("codec", "decode", codes_path, "--model", trained, "--out", tmp_path / "out.wav")
     assert result.exit_code == 0, result.output
     out, out_sr = sf.read(tmp_path / "out.wav")
-    assert out_sr == 8000 and len(out) == codes.shape[1] * 40
+    assert out_sr == 8000 and len(out) == codes.shape[1] * hop
     # a batch of codes gives one file per item
     np.save(tmp_path / "batch.npy", np.concatenate([codes, codes]))
     result = invoke("codec", "decode", tmp_path / "batch.npy", "--model", trained, "--out", tmp_path / "b.wav")
@@ -48,7 +51,7 @@ def test_encode_decode_eval(trained, tiny_corpus, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = parse_json(result.stdout)
     assert set(metrics) >= {"si_sdr", "mel_distance", "bitrate_kbps", "rtf"}
-    assert metrics["bitrate_kbps"] == pytest.approx(200 * 3 * 4 / 1000) and metrics["clips"] == 2
+    assert metrics["bitrate_kbps"] == pytest.approx(8000 / hop * 3 * 4 / 1000) and metrics["clips"] == 2
 
 
 def test_errors(trained, tiny_corpus, tmp_path):
@@ -84,10 +87,16 @@ def test_codec_demo_helper(tiny_corpus, tmp_path):
     from soundweave.cli.demo import DemoContext
 
     ctx = DemoContext(out=tmp_path, corpus=tiny_corpus)
-    result = codec_demo(ctx, steps=3, max_seconds=None, preset="tiny", seconds=0.2, batch_size=2,
-                        model_config=dict(codebook_size=16))
+    result = codec_demo(ctx, steps=3, max_seconds=None, preset="tiny", model_config=dict(codebook_size=16))
     out = tmp_path / "codec"
     for name in ("original.wav", "reconstruction.wav", "reconstruction-2q.wav", "metrics.json"):
         assert (out / name).is_file(), name
-    assert (out / "model" / "config.json").is_file() and result.train.step == 3
-    assert len(ctx.outputs) == 3
+    assert (out / "model" / "config.json").is_file() and result.train.step == 10  # k-means iterations
+    picture = Image.open(out / "spectrograms.png")
+    assert picture.height > 3 * 100 and picture.width > 100  # three labelled spectrograms, stacked
+    assert len(ctx.outputs) == 4
+    # SoundStream through the same helper
+    ctx = DemoContext(out=tmp_path / "ss", corpus=tiny_corpus)
+    result = codec_demo(ctx, steps=3, max_seconds=None, preset="tiny", seconds=0.2, batch_size=2,
+                        model_config=dict(codebook_size=16), kind="soundstream")
+    assert result.train.step == 3 and (tmp_path / "ss" / "codec" / "spectrograms.png").is_file()

@@ -79,7 +79,7 @@ def test_demo_step_runs_end_to_end_on_a_tiny_corpus(tiny_corpus, tmp_path):
     assert ("soundstorm", "soundweave.cli.soundstorm:demo") in DEMO_STEPS
     ctx = DemoContext(out=tmp_path, corpus=tiny_corpus)
     demo(ctx, codec_steps=3, codec_max_seconds=None, codec_preset="tiny",
-         codec_config=dict(strides=(4, 5, 8), rq_num_quantizers=3, codebook_size=16), steps=8, max_seconds=None,
+         codec_config=dict(hop_length=160, num_quantizers=3, codebook_size=16), steps=8, max_seconds=None,
          dim=32, depth=1, crop_seconds=1.0, batch_size=4, prompt_seconds=0.5, total_seconds=1.0, n=2)
     out = tmp_path / "soundstorm"
     for name in ("reconstruction.wav", "prompt.wav", "continuation-0.wav", "continuation-1.wav", "metrics.json"):

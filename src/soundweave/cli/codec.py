@@ -9,19 +9,19 @@ from pathlib import Path
 
 import typer
 
-from ..errors import CheckpointError, ConfigError, ShapeError
+from ..errors import ConfigError, ShapeError
 from .common import console, done, print_json
 from .groups import codec_app, eval_app, train_app
 
+MODEL_HELP = ("Codec: a folder from `soundweave train codec`, a transformers EnCodec / DAC / Mimi folder, or a hub id "
+              "(e.g. facebook/encodec_24khz, descript/dac_16khz, kyutai/mimi).")
 
-def _load_codec(model: Path, device: str | None = None):
-    from ..models.base import load_pretrained
-    from ..models.codecs import SoundStream
 
-    codec = load_pretrained(model, device=device)
-    if not isinstance(codec, SoundStream):
-        raise CheckpointError(f"{str(model)!r} holds a {type(codec).__name__}, not a SoundStream codec")
-    return codec
+def _load_codec(model: Path | str, device: str | None = None):
+    """Any codec (a soundweave codec folder, or a transformers EnCodec / DAC / Mimi folder or hub id)."""
+    from ..models.codecs import load_codec
+
+    return load_codec(model, device=device)
 
 
 @train_app.command("codec")
@@ -29,14 +29,20 @@ def train_codec_command(
         data: Path = typer.Option(..., "--data", help="Manifest folder (audio + captions.jsonl) to train on."),
         out: Path = typer.Option(..., "--out", help="Output folder: the codec (config.json + model.safetensors), "
                                                    "logs and checkpoints."),
-        steps: int = typer.Option(1000, "--steps", help="Optimizer steps."),
-        preset: str = typer.Option("demo", "--preset", help="Model size: tiny | demo | base (24 kHz, 12 x 1024)."),
+        steps: int = typer.Option(1000, "--steps", help="Optimizer steps (soundstream)."),
+        kmeans_iters: int = typer.Option(10, "--kmeans-iters", help="k-means iterations per level (spectral)."),
+        kind: str = typer.Option("spectral", "--kind", help="spectral (SpectralCodec: the fast offline codec, "
+                                                             "trains in minutes on a CPU) | soundstream (SoundStream: "
+                                                             "the waveform codec of the paper, for GPUs)."),
+        preset: str = typer.Option("demo", "--preset", help="Model size: tiny | demo (16 kHz, 50 frames/s) | base "
+                                                            "(24 kHz, 12 x 1024 codes)."),
         batch_size: int = typer.Option(0, "--batch-size", help="Clips per step (0 = the preset's default)."),
         seconds: float = typer.Option(0.0, "--seconds", help="Training crop length in seconds (0 = preset default)."),
         lr: float = typer.Option(0.0, "--lr", help="Peak learning rate (0 = the preset's default)."),
         num_quantizers: int = typer.Option(0, "--num-quantizers", help="RVQ levels (0 = the preset's)."),
         codebook_size: int = typer.Option(0, "--codebook-size", help="Codes per level (0 = the preset's)."),
-        causal: bool = typer.Option(False, "--causal", help="Causal convolutions/attention (streamable codec)."),
+        causal: bool = typer.Option(False, "--causal", help="Causal convolutions/attention (streamable codec; "
+                                                            "soundstream only)."),
         adversarial: bool = typer.Option(False, "--adversarial", help="Add the multi-scale STFT discriminator "
                                                                       "(hinge + feature matching)."),
         bf16: bool = typer.Option(False, "--bf16", help="bf16 mixed precision."),
@@ -47,23 +53,25 @@ def train_codec_command(
                                                               "(0 = every steps/5)."),
         seed: int = typer.Option(0, "--seed", help="Random seed."),
 ) -> None:
-    """Train a SoundStream codec on a manifest folder; prints SI-SDR / mel distance before and after."""
+    """Train a codec on a manifest folder; prints SI-SDR / mel distance before and after (same clips)."""
     from ..training.codec import train_codec
 
     overrides = {}
     if num_quantizers:
-        overrides["rq_num_quantizers"] = num_quantizers
+        overrides["rq_num_quantizers" if kind == "soundstream" else "num_quantizers"] = num_quantizers
     if codebook_size:
         overrides["codebook_size"] = codebook_size
     if causal:
+        if kind != "soundstream":
+            raise ConfigError("--causal is a SoundStream option; pass --kind soundstream")
         overrides["causal"] = True
     if save_every <= 0:
         save_every = max(1, steps // 5)
-    result = train_codec(data, out, steps, preset=preset, model_config=overrides, init_from=init_from,
+    result = train_codec(data, out, steps, kind=kind, preset=preset, model_config=overrides, init_from=init_from,
                          batch_size=batch_size or None, seconds=seconds or None, lr=lr or None, bf16=bf16,
                          adversarial=adversarial, resume=resume, seed=seed, eval_every=eval_every,
-                         save_every=save_every)
-    print_json({"steps": result.train.step, "last_loss": result.train.last_loss,
+                         save_every=save_every, kmeans_iters=kmeans_iters)
+    print_json({"kind": kind, "steps": result.train.step, "last_loss": result.train.last_loss,
                 "before": result.initial_metrics, "after": result.final_metrics,
                 "bitrate_kbps": result.model.bitrate() / 1000, "sample_rate": result.model.sample_rate,
                 "hop_length": result.model.hop_length})
@@ -73,7 +81,7 @@ def train_codec_command(
 @codec_app.command("encode")
 def encode_command(
         audio: Path = typer.Argument(..., help="Audio file to encode (resampled to the codec's rate)."),
-        model: Path = typer.Option(..., "--model", help="Codec folder (from `soundweave train codec`) or hub id."),
+        model: Path = typer.Option(..., "--model", help=MODEL_HELP),
         out: Path = typer.Option(..., "--out", help="Where to write the codes (.npy, int64, shape (1, N, Q))."),
         num_quantizers: int = typer.Option(0, "--num-quantizers", help="Keep only the first Q levels (0 = all)."),
         device: str = typer.Option(None, "--device", help="cpu | cuda | mps (default: best available)."),
@@ -99,7 +107,7 @@ def encode_command(
 @codec_app.command("decode")
 def decode_command(
         codes: Path = typer.Argument(..., help="Codes file (.npy, int, (B, N, Q) or (N, Q))."),
-        model: Path = typer.Option(..., "--model", help="Codec folder (from `soundweave train codec`) or hub id."),
+        model: Path = typer.Option(..., "--model", help=MODEL_HELP),
         out: Path = typer.Option(..., "--out", help="Output audio file (.wav/.flac); with B > 1, NAME-i.wav each."),
         device: str = typer.Option(None, "--device", help="cpu | cuda | mps (default: best available)."),
 ) -> None:
@@ -131,7 +139,7 @@ def decode_command(
 
 @eval_app.command("codec")
 def eval_codec_command(
-        model: Path = typer.Option(..., "--model", help="Codec folder (from `soundweave train codec`) or hub id."),
+        model: Path = typer.Option(..., "--model", help=MODEL_HELP),
         data: Path = typer.Option(..., "--data", help="Manifest folder with the clips to reconstruct."),
         split: str = typer.Option("test", "--split", help="Manifest split to evaluate (train | valid | test)."),
         max_clips: int = typer.Option(16, "--max-clips", help="Evaluate at most this many clips."),
@@ -153,46 +161,53 @@ def eval_codec_command(
 
 def codec_demo(ctx, steps: int = 400, max_seconds: float | None = 60.0, preset: str = "demo",
                step_name: str = "codec", model_config: dict | None = None, seconds: float | None = None,
-               batch_size: int | None = None):
-    """Train the demo codec on the demo corpus (about a minute), then reconstruct a held-out clip.
+               batch_size: int | None = None, kind: str = "spectral"):
+    """Fit the demo codec (the offline SpectralCodec: seconds) on the demo corpus, then reconstruct a held-out clip.
 
-    Writes OUT/<step_name>/{model/, original.wav, reconstruction.wav, reconstruction-2q.wav, metrics.json}
-    and returns the `CodecTrainResult` (its `.model` is the trained codec, saved in `.out_dir`).
-    Other demo steps (SoundStorm) call this to get their codec.
+    Writes OUT/<step_name>/{model/, original.wav, reconstruction.wav, reconstruction-2q.wav, spectrograms.png,
+    metrics.json} and returns the `CodecTrainResult` (its `.model` is the trained codec, saved in `.out_dir`).
+    Other demo steps (SoundStorm) call this to get their codec. `kind="soundstream"` trains SoundStream instead
+    (`steps` optimizer steps within `max_seconds`).
     """
     import json
 
     from ..audio import save
+    from ..audio.spectrogram_png import save_spectrograms
     from ..training.codec import evaluate_codec, load_clips, train_codec
 
     corpus = ctx.need_corpus()
     out = ctx.step_dir(step_name)
-    # a short warm-up: under a time budget only part of `steps` may run
-    result = train_codec(corpus, out / "model", steps, preset=preset, model_config=model_config, seconds=seconds,
-                         batch_size=batch_size, max_seconds=max_seconds, seed=ctx.seed, progress=True, eval_clips=4,
-                         warmup_steps=min(10, steps // 10))
+    result = train_codec(corpus, out / "model", steps, kind=kind, preset=preset, model_config=model_config,
+                         seconds=seconds, batch_size=batch_size, max_seconds=max_seconds, seed=ctx.seed, progress=True,
+                         eval_clips=4, eval_seconds=None, eval_split="test", warmup_steps=min(10, steps // 10))
     codec = result.model
     metrics = evaluate_codec(codec, corpus, split="test", max_clips=8)
     clip = load_clips(corpus, "test", codec.sample_rate, max_clips=1)[0]
-    save(out / "original.wav", clip, codec.sample_rate)
-    save(out / "reconstruction.wav", codec.reconstruct(clip)[0].cpu(), codec.sample_rate)
+    recon = codec.reconstruct(clip)[0].cpu()
     low = min(2, codec.num_quantizers)
-    save(out / f"reconstruction-{low}q.wav", codec.reconstruct(clip, num_quantizers=low)[0].cpu(), codec.sample_rate)
-    report = {"steps": result.train.step, "before_training": result.initial_metrics, "test": metrics}
+    coarse = codec.reconstruct(clip, num_quantizers=low)[0].cpu()
+    save(out / "original.wav", clip, codec.sample_rate)
+    save(out / "reconstruction.wav", recon, codec.sample_rate)
+    save(out / f"reconstruction-{low}q.wav", coarse, codec.sample_rate)
+    rate = codec.sample_rate
+    picture = save_spectrograms(out / "spectrograms.png", [
+        ("original", clip, rate), (f"reconstruction, {codec.bitrate() / 1000:.1f} kbps", recon, rate),
+        (f"{low} levels, {codec.bitrate(low) / 1000:.1f} kbps", coarse, rate)], sample_rate=rate)
+    report = {"kind": kind, "steps": result.train.step, "before_training": result.initial_metrics, "test": metrics}
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     before = {"si_sdr": float("nan"), "mel_distance": float("nan"), **result.initial_metrics}
-    console.print(f"  codec: {codec.num_parameters() / 1e6:.2f}M parameters, {codec.bitrate() / 1000:.2f} kbps, "
-                  f"{result.train.step} steps; test SI-SDR {metrics['si_sdr']:.2f} dB, mel distance "
-                  f"{metrics['mel_distance']:.3f} (untrained, on valid clips: {before['si_sdr']:.2f} dB, "
-                  f"{before['mel_distance']:.3f})")
+    console.print(f"  {codec.describe()}; fitted in {result.train.elapsed:.1f} s; test mel distance "
+                  f"{metrics['mel_distance']:.3f} (untrained, on 4 test clips: {before['mel_distance']:.3f}), "
+                  f"{1 / max(metrics['rtf'], 1e-9):.0f}x real time")
     ctx.add_output(step_name, f"trained codec ({codec.bitrate() / 1000:.1f} kbps)", result.out_dir)
     ctx.add_output(step_name, "clip -> codes -> audio (all levels)", out / "reconstruction.wav")
     ctx.add_output(step_name, f"the same with only {low} levels (lower bitrate)", out / f"reconstruction-{low}q.wav")
+    ctx.add_output(step_name, "spectrograms: original vs reconstructions", picture)
     return result
 
 
 def demo(ctx, steps: int = 400, max_seconds: float | None = 60.0) -> None:
-    """Demo step `codec`: train the demo codec for about a minute and reconstruct a test clip.
+    """Demo step `codec`: fit the offline codec on the demo corpus and reconstruct a test clip.
 
     Later steps (SoundStorm) find the trained codec among this step's outputs and reuse it.
     """

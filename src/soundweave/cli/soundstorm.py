@@ -136,8 +136,9 @@ def demo(ctx, codec_steps: int = 400, codec_max_seconds: float | None = 60.0, co
     import torch
 
     from ..audio import save
+    from ..models.codecs import load_codec
     from ..training.codec import load_clips
-    from ..training.soundstorm import load_codec, train_soundstorm
+    from ..training.soundstorm import train_soundstorm
 
     corpus = ctx.need_corpus()
     out = ctx.step_dir("soundstorm")

@@ -1,20 +1,22 @@
-"""Training and evaluation of the SoundStream codec.
+"""Training and evaluation of soundweave's codecs: the fast `SpectralCodec` (default) and `SoundStream`.
 
-    result = train_codec("corpus/", "runs/codec", steps=300, preset="demo")
+    result = train_codec("corpus/", "runs/codec", steps=600)                  # SpectralCodec, "demo" preset
+    result = train_codec("corpus/", "runs/ss", steps=300, kind="soundstream")  # the waveform codec
     result.model.encode(audio)                       # the trained codec (also saved in out_dir)
     evaluate_codec(result.model, "corpus/", split="test")   # SI-SDR, mel distance, bitrate, RTF
 
-Losses (computed by `SoundStream.compute_loss`): waveform L1, SoundStream's multi-scale mel loss,
-multi-resolution STFT loss and the RVQ commitment loss. With `adversarial=True` a multi-scale STFT
+Each codec computes its own losses (`compute_loss`). `SoundStream`: waveform L1, SoundStream's multi-scale
+mel loss, multi-resolution STFT loss and the RVQ commitment loss; `SpectralCodec` adds a log-magnitude loss
+on its predicted STFT frames. With `adversarial=True` a multi-scale STFT
 discriminator joins (hinge losses + feature matching). Both networks update in the same optimizer
 step: the generator's adversarial terms see the discriminator through detached parameters
 (`torch.func.functional_call`) and the discriminator's loss sees detached reconstructions, so one
 backward pass gives each network exactly its own gradient - and the shared `Trainer` (checkpoints,
 resume, bf16, EMA, multi-GPU) runs it unchanged.
 
-Presets (`CODEC_PRESETS`): "tiny" (tests: 8 kHz, 0.1M parameters, seconds per hundred steps), "demo"
-(16 kHz, hop 320 = 50 frames/s, 8 x 256 codes; trains in about a minute on 2 CPU cores) and "base"
-(the SoundStream/SoundStorm configuration: 24 kHz, hop 480, 12 x 1024 codes = 6 kbps).
+Presets (`PRESETS[kind]`), for both kinds: "tiny" (tests: 8 kHz, seconds per hundred steps), "demo"
+(16 kHz, hop 320 = 50 frames/s; trains in the demo's minutes on 2 CPU cores) and "base" (24 kHz, hop 480,
+12 x 1024 codes = 6 kbps, the SoundStream/SoundStorm configuration).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from torch.func import functional_call
 from ..data.dataset import CaptionedAudioDataset, collate_audio
 from ..errors import ConfigError, DataError
 from ..metrics import mel_distance, si_sdr
-from ..models.codecs import SoundStream
+from ..models.codecs import Codec, SoundStream
+from ..models.codecs.spectral import SpectralCodec
 from ..nn.discriminator import (
     MultiScaleSTFTDiscriminator,
     discriminator_hinge_loss,
@@ -44,7 +47,7 @@ from ..nn.discriminator import (
 from ..runtime import autocast, pick_device
 from .trainer import Trainer, TrainerConfig, TrainResult
 
-CODEC_PRESETS: dict[str, dict[str, Any]] = {
+SOUNDSTREAM_PRESETS: dict[str, dict[str, Any]] = {
     # unit tests: 8 kHz, hop 40, 4 x 64 codes; ~0.1 s per step of 8 x 0.25 s on one core
     "tiny": dict(sample_rate=8000, channels=8, channel_mults=(2, 4, 8), strides=(2, 4, 5), dilations=(1, 3),
                  codebook_dim=32, codebook_size=64, rq_num_quantizers=4, attn_window_size=8, attn_depth=1,
@@ -59,21 +62,55 @@ CODEC_PRESETS: dict[str, dict[str, Any]] = {
     "base": dict(),
 }
 
-# training defaults per preset: crop length (s), batch size, learning rate
-PRESET_TRAINING: dict[str, dict[str, float]] = {
-    "tiny": dict(seconds=0.25, batch_size=8, lr=3e-3),
-    "demo": dict(seconds=0.5, batch_size=8, lr=2e-3),
-    "base": dict(seconds=1.0, batch_size=8, lr=3e-4),
+SPECTRAL_PRESETS: dict[str, dict[str, Any]] = {
+    # unit tests: 8 kHz, hop 80 (100 frames/s), 64 mels, 4 x 256 codes
+    "tiny": dict(sample_rate=8000, hop_length=80, n_mels=64, num_quantizers=4, codebook_size=256),
+    # the demo and the offline default: 16 kHz, hop 320 (50 frames/s), 160 mels, 8 x 1024 codes = 4 kbps
+    "demo": dict(),
+    # 24 kHz, hop 480 (50 frames/s), 12 x 1024 codes = 6 kbps
+    "base": dict(sample_rate=24000, hop_length=480, n_mels=192, num_quantizers=12),
+}
+
+# model kinds: (class, presets)
+KINDS: dict[str, tuple[type, dict[str, dict[str, Any]]]] = {
+    "spectral": (SpectralCodec, SPECTRAL_PRESETS),
+    "soundstream": (SoundStream, SOUNDSTREAM_PRESETS),
+}
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {kind: presets for kind, (_, presets) in KINDS.items()}
+
+# training defaults per (kind, preset): crop length (s), batch size, learning rate
+PRESET_TRAINING: dict[str, dict[str, dict[str, float]]] = {
+    "soundstream": {
+        "tiny": dict(seconds=0.25, batch_size=8, lr=3e-3),
+        "demo": dict(seconds=0.5, batch_size=8, lr=2e-3),
+        "base": dict(seconds=1.0, batch_size=8, lr=3e-4),
+    },
+    # SpectralCodec fits k-means (no optimizer)
+    "spectral": {"tiny": {}, "demo": {}, "base": {}},
 }
 
 TRAIN_STATE = "codec_train.json"
 
 
-def codec_config(preset: str = "demo", **overrides) -> dict[str, Any]:
-    """The SoundStream keyword arguments of a preset, with `overrides` applied."""
-    if preset not in CODEC_PRESETS:
-        raise ConfigError(f"unknown codec preset {preset!r}; choose one of {sorted(CODEC_PRESETS)}")
-    return {**CODEC_PRESETS[preset], **overrides}
+def _check_kind(kind: str) -> tuple[type, dict[str, dict[str, Any]]]:
+    if kind not in KINDS:
+        raise ConfigError(f"unknown codec kind {kind!r}; choose one of {sorted(KINDS)}")
+    return KINDS[kind]
+
+
+def codec_config(preset: str = "demo", kind: str = "soundstream", **overrides) -> dict[str, Any]:
+    """The keyword arguments of a preset of a codec kind ("soundstream" or "spectral"), with `overrides`."""
+    _, presets = _check_kind(kind)
+    if preset not in presets:
+        raise ConfigError(f"unknown codec preset {preset!r}; choose one of {sorted(presets)}")
+    return {**presets[preset], **overrides}
+
+
+def build_codec(kind: str = "spectral", preset: str = "demo", **overrides) -> Codec:
+    """A new (untrained) codec of a kind and preset."""
+    cls, _ = _check_kind(kind)
+    return cls(**codec_config(preset, kind, **overrides))
 
 
 class AdversarialCodec(nn.Module):
@@ -83,7 +120,7 @@ class AdversarialCodec(nn.Module):
     `SoundStream.forward`, so the same step function trains either.
     """
 
-    def __init__(self, codec: SoundStream, fft_sizes=(2048, 1024, 512), channels: int = 32,
+    def __init__(self, codec: Codec, fft_sizes=(2048, 1024, 512), channels: int = 32,
                  adversarial_weight: float = 1.0, feature_weight: float = 2.0):
         super().__init__()
         self.codec = codec
@@ -117,7 +154,7 @@ def codec_step(model: nn.Module, batch: dict[str, Any]):
     return model(batch["audio"], return_loss_breakdown=True)
 
 
-def _unwrap(model: nn.Module) -> SoundStream:
+def _unwrap(model: nn.Module) -> Codec:
     return model.codec if isinstance(model, AdversarialCodec) else model
 
 
@@ -139,7 +176,7 @@ def load_clips(data_dir: str | Path, split: str | None, sample_rate: int, max_cl
 
 
 @torch.no_grad()
-def reconstruction_metrics(codec: SoundStream, clips: list[torch.Tensor], num_quantizers: int | None = None,
+def reconstruction_metrics(codec: Codec, clips: list[torch.Tensor], num_quantizers: int | None = None,
                            precision: str = "fp32") -> dict[str, float]:
     """Mean SI-SDR (dB, higher is better) and log-mel distance (lower is better) over clips, plus RTF.
 
@@ -165,7 +202,7 @@ def reconstruction_metrics(codec: SoundStream, clips: list[torch.Tensor], num_qu
     return {"si_sdr": sum(sdr) / len(sdr), "mel_distance": sum(mel) / len(mel), "rtf": elapsed / max(total, 1e-9)}
 
 
-def evaluate_codec(codec: SoundStream, data_dir: str | Path, split: str | None = "test", max_clips: int | None = 16,
+def evaluate_codec(codec: Codec, data_dir: str | Path, split: str | None = "test", max_clips: int | None = 16,
                    seconds: float | None = None, num_quantizers: int | None = None,
                    precision: str = "fp32") -> dict[str, Any]:
     """SI-SDR, mel distance, bitrate and real-time factor of a codec on a manifest split."""
@@ -191,7 +228,7 @@ def evaluate_codec(codec: SoundStream, data_dir: str | Path, split: str | None =
 
 @dataclass
 class CodecTrainResult:
-    model: SoundStream  # the trained codec (eval mode), also saved in out_dir
+    model: Codec  # the trained codec (eval mode), also saved in out_dir
     out_dir: Path
     train: TrainResult
     initial_metrics: dict[str, float] = field(default_factory=dict)  # on the eval clips, before training
@@ -214,8 +251,8 @@ def _eval_clips(data_dir: Path, splits: str | Sequence[str], count: int, seconds
     return clips
 
 
-def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *, preset: str = "demo",
-                model_config: dict[str, Any] | None = None, init_from: str | Path | None = None,
+def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *, kind: str = "spectral",
+                preset: str = "demo", model_config: dict[str, Any] | None = None, init_from: str | Path | None = None,
                 batch_size: int | None = None, seconds: float | None = None, lr: float | None = None,
                 warmup_steps: int | None = None, bf16: bool = False, adversarial: bool = False,
                 adversarial_weight: float = 1.0, feature_weight: float = 2.0, ema_decay: float | None = None,
@@ -223,32 +260,43 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
                 eval_clips: int = 8, eval_seconds: float | None = 2.0,
                 eval_split: str | Sequence[str] = "valid",
                 log_every: int = 10, progress: bool = True, device: str | None = None,
-                max_seconds: float | None = None) -> CodecTrainResult:
-    """Train a SoundStream codec on a manifest folder's train split; save it to `out_dir`.
+                max_seconds: float | None = None, kmeans_iters: int = 10) -> CodecTrainResult:
+    """Train a codec on a manifest folder's train split; save it to `out_dir`.
 
-    preset: "tiny" | "demo" | "base" (see `CODEC_PRESETS`); `model_config` overrides its entries
-    (e.g. `dict(rq_num_quantizers=4)`). `init_from` fine-tunes a saved codec instead. Crop length,
+    SpectralCodec has no optimizer: it fits its codebooks by residual k-means (`kmeans_iters` Lloyd steps per
+    level, seconds on a CPU); `steps` and the optimizer settings apply to SoundStream.
+
+    kind: "spectral" (`SpectralCodec`, the fast offline codec) or "soundstream" (`SoundStream`).
+    preset: "tiny" | "demo" | "base" (see `PRESETS`); `model_config` overrides its entries
+    (e.g. `dict(num_quantizers=4)`). `init_from` fine-tunes a saved codec instead. Crop length,
     batch size and learning rate default per preset (`PRESET_TRAINING`). `resume=True` continues from
     the newest checkpoint in out_dir with the model configuration stored there. The metrics
     are measured on `eval_clips` clips (cut to `eval_seconds`) of each split in `eval_split`. `max_seconds` stops
     early once that much wall time has passed (checked between chunks of at most steps/8 steps), e.g. for a demo budget.
-    Returns the trained codec with SoundStream metrics (SI-SDR, mel distance) before and after.
+    Returns the trained codec with its metrics (SI-SDR, mel distance) before and after, on the same clips.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if steps < 1:
         raise ConfigError(f"steps must be >= 1, got {steps}")
-    defaults = PRESET_TRAINING.get(preset, PRESET_TRAINING["base"])
-    if preset not in CODEC_PRESETS:
-        raise ConfigError(f"unknown codec preset {preset!r}; choose one of {sorted(CODEC_PRESETS)}")
     state_file = out_dir / TRAIN_STATE
+    if resume and state_file.is_file():
+        stored = json.loads(state_file.read_text())
+        kind, preset = stored.get("kind", "soundstream"), stored.get("preset", preset)
+    cls, presets = _check_kind(kind)
+    if preset not in presets:
+        raise ConfigError(f"unknown codec preset {preset!r}; choose one of {sorted(presets)}")
+    defaults = PRESET_TRAINING[kind][preset]
+    if cls is SpectralCodec:
+        return _fit_spectral(data_dir, out_dir, kmeans_iters, preset, model_config, init_from, seed, eval_clips,
+                             eval_seconds, eval_split, progress)
     if init_from is not None:
-        codec = SoundStream.from_pretrained(init_from)
+        codec = cls.from_pretrained(init_from)
         codec.train()
     else:
-        config = codec_config(preset, **(model_config or {}))
+        config = codec_config(preset, kind, **(model_config or {}))
         if resume and state_file.is_file():
             config = json.loads(state_file.read_text())["model_config"]
-        codec = SoundStream(**config)
+        codec = cls(**config)
     seconds = float(seconds if seconds is not None else defaults["seconds"])
     batch_size = int(batch_size if batch_size is not None else defaults["batch_size"])
     lr = float(lr if lr is not None else defaults["lr"])
@@ -264,8 +312,9 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
     model: nn.Module = AdversarialCodec(codec, adversarial_weight=adversarial_weight,
                                         feature_weight=feature_weight) if adversarial else codec
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {"model_config": codec.get_config(), "preset": preset, "steps": steps, "batch_size": batch_size,
-             "seconds": seconds, "lr": lr, "adversarial": adversarial, "bf16": bf16, "seed": seed,
+    state = {"kind": kind, "model_config": codec.get_config(), "preset": preset, "steps": steps,
+             "batch_size": batch_size, "seconds": seconds, "lr": lr, "adversarial": adversarial, "bf16": bf16,
+             "seed": seed,
              "data": str(data_dir)}
     state_file.write_text(json.dumps(state, indent=2))
     trainer_config = TrainerConfig(
@@ -288,6 +337,35 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
                  device=str(pick_device(device)), elapsed_s=round(train.elapsed, 2))
     state_file.write_text(json.dumps(state, indent=2, default=str))
     return CodecTrainResult(model=trained, out_dir=out_dir, train=train, initial_metrics=initial, final_metrics=final)
+
+
+def _fit_spectral(data_dir: Path, out_dir: Path, iters: int, preset: str, model_config: dict[str, Any] | None,
+                  init_from: str | Path | None, seed: int, eval_clips: int, eval_seconds: float | None,
+                  eval_split: str | Sequence[str], progress: bool, max_frames: int = 200_000) -> CodecTrainResult:
+    """SpectralCodec "training": residual k-means of the train split's log-mel frames (`iters` Lloyd steps)."""
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise ConfigError(f"kmeans_iters must be a positive integer, got {iters!r}")
+    codec = SpectralCodec.from_pretrained(init_from) if init_from is not None else \
+        SpectralCodec(**codec_config(preset, "spectral", **(model_config or {})))
+    eval_audio = _eval_clips(data_dir, eval_split, eval_clips, eval_seconds, codec.sample_rate)
+    initial = reconstruction_metrics(codec, eval_audio) if eval_audio else {}
+    start = time.perf_counter()
+    clips = load_clips(data_dir, "train", codec.sample_rate)
+    if progress:
+        print(f"fitting {codec.num_quantizers} x {codec.codebook_size} codes by residual k-means on the log-mel "
+              f"frames of {len(clips)} clips ...", flush=True)
+    fit = codec.fit(clips, iters=iters, max_frames=max_frames, generator=torch.Generator().manual_seed(seed))
+    elapsed = time.perf_counter() - start
+    codec.eval()
+    final = reconstruction_metrics(codec, eval_audio) if eval_audio else {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    codec.save_pretrained(out_dir)
+    state = {"kind": "spectral", "model_config": codec.get_config(), "preset": preset, "steps": iters,
+             "final_step": iters, "seed": seed, "data": str(data_dir), "clips": len(clips), "fit": fit,
+             "initial_metrics": initial, "final_metrics": final, "elapsed_s": round(elapsed, 2)}
+    (out_dir / TRAIN_STATE).write_text(json.dumps(state, indent=2, default=str))
+    train = TrainResult(step=iters, elapsed=elapsed)
+    return CodecTrainResult(model=codec, out_dir=out_dir, train=train, initial_metrics=initial, final_metrics=final)
 
 
 def _fit(trainer: Trainer, resume: bool, max_seconds: float | None, steps: int) -> TrainResult:
@@ -316,5 +394,7 @@ def _fit(trainer: Trainer, resume: bool, max_seconds: float | None, steps: int) 
     return total
 
 
-__all__ = ["AdversarialCodec", "CODEC_PRESETS", "CodecTrainResult", "PRESET_TRAINING", "codec_config",
+__all__ = ["AdversarialCodec", "CodecTrainResult", "KINDS", "PRESETS", "PRESET_TRAINING",
+           "SOUNDSTREAM_PRESETS", "SPECTRAL_PRESETS",
+           "build_codec", "codec_config",
            "codec_step", "evaluate_codec", "load_clips", "reconstruction_metrics", "train_codec"]

@@ -28,8 +28,9 @@ from torch.utils.data import Dataset
 
 from ..data.dataset import CaptionedAudioDataset
 from ..data.manifest import manifest_path
-from ..errors import CheckpointError, ConfigError, DataError
-from ..models.base import PretrainedModel, atomic_write_bytes, load_pretrained
+from ..errors import ConfigError, DataError
+from ..models.base import PretrainedModel, atomic_write_bytes
+from ..models.codecs import load_codec
 from ..models.soundstorm import ConformerWrapper, SoundStorm
 from .trainer import Trainer, TrainerConfig, TrainResult
 
@@ -44,14 +45,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # -- codes ---------------------------------------------------------------------------------------------
-def load_codec(codec: str | os.PathLike | nn.Module) -> nn.Module:
-    """A codec instance as is, or a codec folder (config.json + model.safetensors) loaded."""
+def as_codec(codec: str | os.PathLike | nn.Module) -> nn.Module:
+    """A codec instance as is, or any codec folder / hub id loaded with `load_codec`."""
     if isinstance(codec, nn.Module):
         return codec
-    model = load_pretrained(codec)
-    if not all(hasattr(model, a) for a in ("encode", "decode", "hop_length", "num_quantizers")):
-        raise CheckpointError(f"{str(codec)!r} holds a {type(model).__name__}, not a codec (e.g. a SoundStream)")
-    return model
+    return load_codec(codec)
 
 
 def codec_fingerprint(codec: nn.Module) -> str:
@@ -253,7 +251,7 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    codec = load_codec(codec)
+    codec = as_codec(codec)
     codec.eval()
     cache_dir = Path(cache_dir) if cache_dir is not None else out / "codes"
     train_codes = precompute_codes(codec, data, "train", cache_dir, where=where, progress=progress)

@@ -25,7 +25,6 @@ replacement, quantizer dropout).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -38,6 +37,7 @@ from ...audio.io import check_sample_rate
 from ...errors import ConfigError
 from ...nn.conv import WaveDecoder, WaveEncoder
 from ...nn.local_attention import LocalTransformer
+from ...nn.rvq import quiet_kmeans_init
 from ...nn.spectral_losses import MultiResolutionSTFTLoss, MultiScaleMelLoss
 from ..base import PretrainedModel
 from .base import Codec
@@ -106,26 +106,6 @@ class SoundStreamConfig:
                               f"got {self.rq_quantize_dropout_cutoff_index}")
         if not 0.0 < self.rq_ema_decay < 1.0:
             raise ConfigError(f"rq_ema_decay must be in (0, 1), got {self.rq_ema_decay}")
-
-
-@contextlib.contextmanager
-def _quiet_kmeans_init(rvq: ResidualVQ):
-    """Mute the library's "k-means init received fewer vectors than codes" warning: with small batches
-    (and quantizer dropout initialising deeper levels later) it is expected, and dead-code replacement
-    re-seeds duplicated codes from later batches."""
-    pending = any(not bool(layer._codebook.initted) for layer in rvq.layers)
-    try:
-        from loguru import logger
-    except ImportError:  # pragma: no cover - a dependency of vector-quantize-pytorch
-        logger = None
-    if not pending or logger is None:
-        yield
-        return
-    logger.disable("vector_quantize_pytorch")
-    try:
-        yield
-    finally:
-        logger.enable("vector_quantize_pytorch")
 
 
 @dataclass
@@ -264,7 +244,7 @@ class SoundStream(Codec, PretrainedModel):
         length = audio.shape[-1]
         latents = self.encode_latents(self._pad_to_hop(audio))
         if self.training:
-            with _quiet_kmeans_init(self.rvq):
+            with quiet_kmeans_init(self.rvq.layers):
                 quantized, codes, commit = self.rvq(latents)
             commit = commit.sum()
         else:

@@ -1,0 +1,81 @@
+"""k-means in torch: k-means++ seeding on a sample, then Lloyd iterations over all points (chunked), and
+residual k-means (one codebook per level, each fitted on what the previous levels left).
+
+    centroids = kmeans(points (n, d), k=1024, iters=10, generator=g)         # (k, d)
+    codebooks = residual_kmeans(points, levels=8, k=1024, generator=g)       # (levels, k, d)
+    ids = nearest(points, centroids)                                          # (n,) int64
+
+Empty clusters are re-seeded with the points farthest from their centroids, so every code ends up used.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+
+
+def nearest(points: torch.Tensor, centroids: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
+    """Index of the nearest centroid (squared Euclidean) for each of `points` (n, d) -> (n,) int64."""
+    sq = centroids.pow(2).sum(-1)
+    out = []
+    for start in range(0, points.shape[0], chunk):
+        block = points[start: start + chunk]
+        out.append((sq[None] - 2 * block @ centroids.t()).argmin(dim=-1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=points.device)
+
+
+def _plus_plus(points: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
+    n = points.shape[0]
+    first = int(torch.randint(n, (1,), generator=generator))
+    centroids = [points[first]]
+    dist = (points - points[first]).pow(2).sum(-1)
+    for _ in range(1, k):
+        total = dist.sum()
+        if total <= 0:  # fewer distinct points than k: repeat random points
+            idx = int(torch.randint(n, (1,), generator=generator))
+        else:
+            idx = int(torch.multinomial(dist / total, 1, generator=generator))
+        centroids.append(points[idx])
+        dist = torch.minimum(dist, (points - points[idx]).pow(2).sum(-1))
+    return torch.stack(centroids)
+
+
+def kmeans(points: torch.Tensor, k: int, iters: int = 10, sample: int = 20000,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Centroids (k, d) of `points` (n, d): k-means++ seeding on up to `sample` points, then `iters` Lloyd steps."""
+    if points.ndim != 2 or points.shape[0] == 0:
+        raise ConfigError(f"k-means needs a non-empty (n, d) array of points, got shape {tuple(points.shape)}")
+    if k < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    points = points.float()
+    n = points.shape[0]
+    seed_points = points if n <= sample else points[torch.randperm(n, generator=generator)[:sample]]
+    centroids = _plus_plus(seed_points, k, generator)
+    for _ in range(iters):
+        ids = nearest(points, centroids)
+        sums = torch.zeros_like(centroids).index_add_(0, ids, points)
+        counts = torch.bincount(ids, minlength=k).to(points)
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None]
+        empty = (~filled).nonzero().flatten()
+        if empty.numel():  # re-seed empty clusters with the worst-served points
+            error = (points - centroids[ids]).pow(2).sum(-1)
+            worst = error.topk(min(empty.numel(), n)).indices
+            centroids[empty[: worst.numel()]] = points[worst]
+    return centroids
+
+
+def residual_kmeans(points: torch.Tensor, levels: int, k: int, iters: int = 10, sample: int = 20000,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """Codebooks (levels, k, d): level l is k-means of the residual left by levels 0..l-1."""
+    residual = points.float().clone()
+    books = []
+    for _ in range(levels):
+        book = kmeans(residual, k, iters, sample, generator)
+        residual = residual - book[nearest(residual, book)]
+        books.append(book)
+    return torch.stack(books)
+
+
+__all__ = ["kmeans", "nearest", "residual_kmeans"]
