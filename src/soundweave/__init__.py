@@ -28,6 +28,9 @@ _EXPORTS: dict[str, str] = {
     # capability 2 and 3: SoundStream, SoundStorm
     "SoundStream": "soundweave.models.codecs",
     "load_codec": "soundweave.models.codecs",
+    "EncodecCodec": "soundweave.models.codecs.pretrained",
+    "DacCodec": "soundweave.models.codecs.pretrained",
+    "MimiCodec": "soundweave.models.codecs.pretrained",
     "Conformer": "soundweave.nn.conformer",
     "ConformerWrapper": "soundweave.models.soundstorm",
     "SoundStorm": "soundweave.models.soundstorm",

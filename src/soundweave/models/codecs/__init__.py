@@ -21,7 +21,7 @@ from .base import Codec
 from .soundstream import CodecLoss, SoundStream, SoundStreamConfig
 
 # modules that define codec classes besides SoundStream (imported by load_codec, so their classes register)
-CODEC_MODULES: tuple[str, ...] = ()
+CODEC_MODULES: tuple[str, ...] = ("pretrained",)
 # transformers model_type -> the adapter class name in .pretrained
 TRANSFORMERS_KINDS = {"encodec": "EncodecCodec", "dac": "DacCodec", "mimi": "MimiCodec"}
 
