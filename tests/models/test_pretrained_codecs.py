@@ -72,6 +72,8 @@ def test_load_codec_reads_a_transformers_folder_and_round_trips(saved, tmp_path)
     assert type(codec).__name__ == cls and type(codec) is getattr(soundweave, cls)
     assert codec.sample_rate == SR and codec.hop_length == hop and codec.frame_rate == SR / hop
     assert codec.num_quantizers == levels and codec.codebook_size == size and not codec.training
+    if "bandwidth" in options:  # EnCodec: the bandwidth is the bitrate of the levels it chooses
+        assert codec.bitrate() == 1000 * options["bandwidth"]
 
     seconds = 0.3
     audio = 0.3 * torch.randn(2, int(seconds * INPUT_SR))
