@@ -191,11 +191,11 @@ def empty_hub_cache(tmp_path, monkeypatch):
 def test_an_offline_hub_id_says_how_to_get_the_weights():
     from soundweave import DacCodec, EncodecCodec, MimiCodec
 
-    with pytest.raises(CheckpointError, match="huggingface-cli download facebook/encodec_24khz"):
+    with pytest.raises(CheckpointError, match="`hf download facebook/encodec_24khz`"):
         load_codec("facebook/encodec_24khz")
     for cls, hub_id in ((EncodecCodec, "facebook/encodec_32khz"), (DacCodec, "descript/dac_16khz"),
                         (MimiCodec, "kyutai/mimi")):
-        with pytest.raises(CheckpointError, match=f"huggingface-cli download {hub_id}"):
+        with pytest.raises(CheckpointError, match=f"`hf download {hub_id}`"):
             cls.from_pretrained(hub_id)
 
 

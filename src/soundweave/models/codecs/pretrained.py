@@ -46,9 +46,9 @@ def _looks_like_hub_id(name: str) -> bool:
 
 
 def download_hint(name: str) -> str:
-    return (f"download it once while online (`huggingface-cli download {name}`, or the same call with network) and "
-            f"load it by the same id from the cache (works with HF_HUB_OFFLINE=1), or pass the local folder written "
-            "by save_pretrained")
+    return (f"download it once while online (`hf download {name}`; with huggingface_hub < 1.0 `huggingface-cli "
+            f"download {name}`; or the same call with network) and load it by the same id from the cache (works with "
+            "HF_HUB_OFFLINE=1), or pass the local folder written by save_pretrained")
 
 
 class TransformersCodec(Codec, PretrainedModel):
