@@ -21,7 +21,7 @@ from .base import Codec
 from .soundstream import CodecLoss, SoundStream, SoundStreamConfig
 
 # modules that define codec classes besides SoundStream (imported by load_codec, so their classes register)
-CODEC_MODULES: tuple[str, ...] = ("spectral",)
+CODEC_MODULES: tuple[str, ...] = ("spectral", "pretrained")
 # transformers model_type -> the adapter class name in .pretrained
 TRANSFORMERS_KINDS = {"encodec": "EncodecCodec", "dac": "DacCodec", "mimi": "MimiCodec"}
 
@@ -46,7 +46,8 @@ def load_codec(path_or_id: str | os.PathLike, *, revision: str | None = None, de
     except CheckpointError as exc:
         raise CheckpointError(
             f"{exc}. To use a pretrained codec offline, download it once while online "
-            f"(`huggingface-cli download {path_or_id}`, or load_codec({str(path_or_id)!r}) with network) or pass "
+            f"(`hf download {path_or_id}`; with huggingface_hub < 1.0 `huggingface-cli download {path_or_id}`; or "
+            f"load_codec({str(path_or_id)!r}) with network) or pass "
             "a local folder written by save_pretrained") from exc
     file = folder / CONFIG_NAME
     if not file.is_file():
