@@ -23,8 +23,9 @@ log = logging.getLogger("soundweave.app")
 # every event of the app, by tab (the model-running ones first; tests check the built app against this)
 API_NAMES: dict[str, list[str]] = {
     "app": ["refresh_models"],
-    "mel-diffusion": ["mel_sample", "mel_variation", "mel_inpaint", "mel_continue", "mel_model_info", "mel_stop"],
-    "soundstorm": ["soundstorm", "soundstorm_stop"],
+    "mel-diffusion": ["mel_sample", "mel_variation", "mel_inpaint", "mel_continue", "mel_model_info", "mel_variants",
+                      "mel_stop"],
+    "soundstorm": ["soundstorm", "soundstorm_variants", "soundstorm_stop"],
     "audio2img": ["audio2img", "audio2img_stop"],
     "mulan": ["mulan_search", "mulan_tags", "mulan_stop"],
     "codec": ["codec", "codec_stop"],

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from ..audio import MelSpectrogram, info, load, save
-from ..errors import AudioError, AudioTooLongError, ConfigError, SampleRateError
+from ..errors import AudioError, AudioTooLongError, ConfigError, SampleRateError, SoundweaveError
 
 MIN_SAMPLE_RATE = 8000
 SILENCE_DBFS = -60.0
@@ -41,6 +41,14 @@ def read_upload(path: str | Path | None, *, sample_rate: int, max_seconds: float
     if path is None or str(path).strip() == "":
         raise ConfigError(f"upload {what} first (wav, flac, ogg or mp3)")
     name = Path(str(path)).name
+    try:
+        return _read(str(path), name, sample_rate, max_seconds, min_seconds)
+    except SoundweaveError as exc:  # name the upload by its file name, not the server's temp path
+        message = str(exc).replace(repr(str(path)), name).replace(str(path), name)
+        raise type(exc)(message) from None
+
+
+def _read(path: str, name: str, sample_rate: int, max_seconds: float, min_seconds: float) -> torch.Tensor:
     meta = info(path)  # AudioFileNotFoundError / EmptyAudioError / AudioDecodeError name the file
     if meta.sample_rate < MIN_SAMPLE_RATE:
         raise SampleRateError(f"{name} is sampled at {meta.sample_rate} Hz; the app needs audio sampled at "

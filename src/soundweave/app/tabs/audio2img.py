@@ -41,7 +41,8 @@ class Audio2ImageTab(Tab):
             n = self.variants_slider("Images")
             seed, random_seed = self.seed_controls()
         run, stop = self.run_stop("Draw")
-        gallery = gr.Gallery(label="Images", columns=2, height="auto", object_fit="contain", format="png")
+        gallery = gr.Gallery(label="Images", columns=4, rows=1, height=320, object_fit="contain", format="png",
+                             elem_id="audio2img-gallery")
         with gr.Row():
             files = gr.File(label="Downloads: images, spectrogram, settings", file_count="multiple", interactive=False)
             settings = gr.JSON(label="Settings (with the seed)")

@@ -43,6 +43,13 @@ def resolve_seed(seed, random_seed: bool = False) -> int:
     return as_int(0 if seed is None or seed == "" else seed, "seed", 0, 2**63 - 1)
 
 
+def player(label: str, elem_id: str | None = None, visible: bool = True) -> gr.Audio:
+    """An output player: the browser's own <audio> element (its src is the result file) with a download button;
+    the spectrogram PNGs beside it show what the waveform view would."""
+    return gr.Audio(label=label, type="filepath", interactive=False, elem_id=elem_id, visible=visible,
+                    waveform_options=gr.WaveformOptions(show_recording_waveform=False))
+
+
 @dataclass
 class Variant:
     """One generated item: its audio file, its spectrogram picture, and the label shown with both."""
@@ -75,7 +82,8 @@ class Tab:
         return picker
 
     def upload(self, label: str, seconds: float) -> gr.Audio:
-        return gr.Audio(label=f"{label} (at most {seconds:g} s)", type="filepath", sources=["upload"], format=None)
+        return gr.Audio(label=f"{label} (at most {seconds:g} s)", type="filepath", sources=["upload"], format=None,
+                        elem_id=f"{self.key}-upload")
 
     def examples(self, audio: gr.Audio) -> None:
         if self.ctx.examples:
@@ -126,31 +134,40 @@ class Tab:
 class VariantOutputs:
     """Audio players (one per variant, hidden when unused), their spectrograms, the files and the settings."""
 
-    def __init__(self, count: int, label: str = "Variant", always_visible: bool = False):
-        self.count, self.always_visible = count, always_visible
+    def __init__(self, count: int, label: str = "Variant", labels: list[str] | None = None, elem_prefix: str = "out"):
+        """`count` players labelled "`label` 1", ... (only the first shown until `follow` shows more), or one
+        always-visible player per name in `labels`. Element ids: `{elem_prefix}-player-{i}`, `-gallery`, ..."""
+        self.count = len(labels) if labels else count
+        names = labels or [f"{label} {i + 1}" for i in range(count)]
         with gr.Row():
-            self.players = [gr.Audio(label=f"{label} {i + 1}", type="filepath", interactive=False,
-                                     visible=always_visible or i == 0) for i in range(count)]
-        self.gallery = gr.Gallery(label="Spectrograms", columns=2, height="auto", object_fit="contain",
-                                  format="png")
+            self.players = [player(names[i], f"{elem_prefix}-player-{i}", visible=bool(labels) or i == 0)
+                            for i in range(self.count)]
+        self.gallery = gr.Gallery(label="Spectrograms", columns=4, rows=1, height=220, object_fit="contain",
+                                  format="png", elem_id=f"{elem_prefix}-gallery")
         with gr.Row():
             self.files = gr.File(label="Downloads: audio, spectrograms, settings", file_count="multiple",
-                                 interactive=False)
-            self.settings = gr.JSON(label="Settings (with the seed)")
+                                 interactive=False, elem_id=f"{elem_prefix}-files")
+            self.settings = gr.JSON(label="Settings" if labels else "Settings (with the seed)",
+                                    elem_id=f"{elem_prefix}-settings")
 
     @property
     def components(self) -> list:
         return [*self.players, self.gallery, self.files, self.settings]
 
     def pack(self, variants: list[Variant], settings: dict, extra_files: list[Path] = ()) -> list:
-        players = []
-        for i in range(self.count):
-            if i < len(variants):
-                players.append(gr.update(value=str(variants[i].wav), label=variants[i].label, visible=True))
-            else:
-                players.append(gr.update(value=None, visible=self.always_visible or i == 0))
+        """Plain values (a path or None per player), so API clients get file paths, not update dicts."""
+        players = [str(variants[i].wav) if i < len(variants) else None for i in range(self.count)]
         files = [str(p) for v in variants for p in (v.wav, v.png)] + [str(p) for p in extra_files]
         return [*players, [(str(v.png), v.label) for v in variants], files, settings]
+
+    def follow(self, tab: Tab, slider: gr.Slider, api_name: str) -> None:
+        """Show as many players as the variants slider asks for."""
+
+        def show(n):
+            count = max(1, min(self.count, int(float(n or 1))))
+            return [gr.update(visible=i < count) for i in range(self.count)]
+
+        tab.light(slider.change, show, [slider], self.players, api_name)
 
 
 class PlannedTab(Tab):
@@ -171,4 +188,4 @@ class PlannedTab(Tab):
             "then finds its model like the others.")
 
 
-__all__ = ["PlannedTab", "Tab", "Variant", "VariantOutputs", "as_float", "as_int", "resolve_seed"]
+__all__ = ["player", "PlannedTab", "Tab", "Variant", "VariantOutputs", "as_float", "as_int", "resolve_seed"]

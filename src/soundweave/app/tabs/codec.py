@@ -33,7 +33,7 @@ class CodecTab(Tab):
         levels = gr.Slider(0, 32, value=0, step=1, label="Levels to keep",
                            info="residual quantizer levels decoded (0 = all of them)")
         run, stop = self.run_stop("Encode and decode")
-        self.out = VariantOutputs(2, label="Audio", always_visible=True)
+        self.out = VariantOutputs(2, labels=["Original", "Decoded"], elem_prefix=self.key)
         self.listen(run.click, self.round_trip, [model, audio, levels], self.out.components, "codec")
         self.stop_on(stop, "codec_stop")
 

@@ -2,7 +2,7 @@
 
 Events: /mel_sample, /mel_variation, /mel_inpaint, /mel_continue (each returns the variant players, the
 spectrogram gallery, the files, the settings and the seed used), /mel_model_info (the model's classes),
-/mel_stop.
+/mel_variants (how many players show), /mel_stop.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class MelDiffusionTab(Tab):
                                   info="the clip continued to this length (longer than the clip)")
                 run_continue = gr.Button("Continue", variant="primary")
         stop = gr.Button("Stop", variant="stop")
-        self.out = VariantOutputs(ctx.config.max_variants)
+        self.out = VariantOutputs(ctx.config.max_variants, elem_prefix=self.key)
         common = [model, label, guidance, steps, n, seed, random_seed]
         outputs = [*self.out.components, seed]
         self.listen(run_sample.click, self.sample, [*common, seconds], outputs, "mel_sample")
@@ -70,6 +70,7 @@ class MelDiffusionTab(Tab):
         self.listen(run_inpaint.click, self.inpaint, [*common, audio, keep_start, keep_end], outputs, "mel_inpaint")
         self.listen(run_continue.click, self.continue_clip, [*common, audio, total], outputs, "mel_continue")
         self.light(model.change, self.model_info, [model], [label], "mel_model_info")
+        self.out.follow(self, n, "mel_variants")
         self.stop_on(stop, "mel_stop")
 
     # -- events ----------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from ...errors import ConfigError, DataError, SoundweaveError
 from ..jobs import handler
 from ..media import read_upload, write_settings
 from ..models import load_mulan, model_spec
-from .base import Tab, as_int
+from .base import Tab, as_int, player
 
 UPLOAD_SECONDS = 60.0
 MAX_CLIPS = 5000  # clips of a corpus embedded for search
@@ -48,8 +48,7 @@ class MuLaNTab(Tab):
                 table = gr.Dataframe(headers=["rank", "score", "clip", "caption"], label="Best matches",
                                      interactive=False, wrap=True)
                 with gr.Row():
-                    players = [gr.Audio(label=f"match {i + 1}", type="filepath", interactive=False)
-                               for i in range(TOP_PLAYERS)]
+                    players = [player(f"match {i + 1}", f"mulan-player-{i}") for i in range(TOP_PLAYERS)]
                 search_info = gr.JSON(label="Settings")
             with gr.Tab("Zero-shot tags"):
                 audio = self.upload("Clip", self.upload_cap)

@@ -1,7 +1,7 @@
 """SoundStorm continuation: the first seconds of an upload, continued by MaskGIT decoding of codec tokens.
 
 Events: /soundstorm (returns the variant players, the spectrogram gallery, the files, the settings and the
-seed used), /soundstorm_stop.
+seed used), /soundstorm_variants (how many players show), /soundstorm_stop.
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ class SoundStormTab(Tab):
             n = self.variants_slider()
             seed, random_seed = self.seed_controls()
         run, stop = self.run_stop("Continue the clip")
-        self.out = VariantOutputs(ctx.config.max_variants, label="Continuation")
+        self.out = VariantOutputs(ctx.config.max_variants, label="Continuation", elem_prefix=self.key)
         inputs = [model, audio, prompt_seconds, seconds, steps, temperature, n, seed, random_seed]
         self.listen(run.click, self.continue_clip, inputs, [*self.out.components, seed], "soundstorm")
+        self.out.follow(self, n, "soundstorm_variants")
         self.stop_on(stop, "soundstorm_stop")
 
     @handler
