@@ -47,12 +47,18 @@ def app(models_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def server(models_dir, tmp_path_factory):
-    """The app launched on a loopback port (its own Blocks, so in-process tests do not share its queue)."""
+def served(models_dir, tmp_path_factory):
+    """(Blocks, url): the app launched on a loopback port (its own Blocks, so in-process tests do not share
+    its queue)."""
     from soundweave.app import AppConfig, build_app, launch
 
     demo = build_app(AppConfig(model_dirs=[models_dir], output_dir=tmp_path_factory.mktemp("served"),
                                queue_size=8))
     _, url, _ = launch(demo, host="127.0.0.1", port=free_port(), prevent_thread_lock=True, quiet=True)
-    yield url.rstrip("/")
+    yield demo, url.rstrip("/")
     demo.close()
+
+
+@pytest.fixture(scope="session")
+def server(served) -> str:
+    return served[1]

@@ -13,6 +13,7 @@ never sees a traceback and the spinner never hangs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -65,6 +66,17 @@ class Jobs:
     def __init__(self):
         self._flags: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self.busy = 0  # event functions running now (a stopped job leaves this count when its loop ends)
+
+    @contextlib.contextmanager
+    def track(self):
+        with self._lock:
+            self.busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.busy -= 1
 
     @staticmethod
     def _key(request) -> str:
@@ -88,8 +100,10 @@ def handler(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        jobs = getattr(getattr(args[0], "ctx", None), "jobs", None) if args else None
         try:
-            return fn(*args, **kwargs)
+            with jobs.track() if jobs is not None else contextlib.nullcontext():
+                return fn(*args, **kwargs)
         except gr.Error:
             raise
         except JobCancelled as exc:
