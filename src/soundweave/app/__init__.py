@@ -75,7 +75,7 @@ def _refresh_event(ctx: AppContext, button: gr.Button) -> None:
 
     outputs = [c for _, _, picker, notice in pickers for c in (picker, notice)]
     button.click(refresh, inputs=[p for _, _, p, _ in pickers], outputs=outputs, api_name="refresh_models",
-                 concurrency_limit=None, show_progress="hidden")
+                 concurrency_limit=None, show_progress="hidden", api_visibility="undocumented")
 
 
 def launch(demo: gr.Blocks, *, host: str | None = None, port: int | None = None, share: bool = False,

@@ -51,17 +51,18 @@ class Audio2ImageTab(Tab):
         self.stop_on(stop, "audio2img_stop")
 
     @handler
-    def draw(self, aligner, sd, audio, steps, guidance, size, n, seed, random_seed, progress=gr.Progress(),
+    def draw(self, aligner, stable_diffusion, audio, steps, guidance, size, images, seed, random_seed,
+             progress=gr.Progress(),
              request: gr.Request = None):
-        """Draw `n` images from the clip (seeds seed, seed+1, ...)."""
+        """Draw `images` images from the clip (seeds seed, seed+1, ...)."""
         job = self.ctx.jobs.start(request, progress)
         steps = as_int(steps, "steps", 1, 500)
         guidance = as_float(guidance, "guidance", 1.0, 50.0)
         pixels = None if str(size or "default") == "default" else as_int(size, "size", 64, 2048)
-        n = as_int(n, "images", 1, self.ctx.config.max_variants)
+        n = as_int(images, "images", 1, self.ctx.config.max_variants)
         seed = resolve_seed(seed, random_seed)
         aligner_spec = model_spec(aligner, "aligner")
-        sd_spec = model_spec(sd, "stable-diffusion")
+        sd_spec = model_spec(stable_diffusion, "stable-diffusion")
         wave = read_upload(audio, sample_rate=SAMPLE_RATE, max_seconds=self.upload_cap, what="a clip")
         key = (sd_spec, aligner_spec)
         pipe = self.ctx.cache.get("audio2img", key, lambda: load_audio2img(sd_spec, aligner_spec), job.status)

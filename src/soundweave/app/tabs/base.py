@@ -115,10 +115,11 @@ class Tab:
         return event
 
     def light(self, trigger, fn, inputs: list, outputs: list, api_name: str):
-        """A quick event that loads nothing (reading a config, listing files): never waits for the models."""
+        """A quick UI event that loads nothing (reading a config, showing players): never waits for the models;
+        callable by name but left out of the API page."""
         self.api_names.append(api_name)
         return trigger(fn, inputs=inputs, outputs=outputs, api_name=api_name, concurrency_limit=None,
-                       show_progress="hidden")
+                       show_progress="hidden", api_visibility="undocumented")
 
     def stop_on(self, button: gr.Button, api_name: str) -> None:
         jobs = self.ctx.jobs

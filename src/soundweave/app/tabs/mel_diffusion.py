@@ -80,33 +80,33 @@ class MelDiffusionTab(Tab):
         return gr.update(choices=classes, value=classes[min(1, len(classes) - 1)])
 
     @handler
-    def sample(self, model, class_label, guidance, steps, n, seed, random_seed, seconds,
+    def sample(self, model, class_label, guidance, steps, variants, seed, random_seed, seconds,
                progress=gr.Progress(), request: gr.Request = None):
         """Sample spectrograms (and audio) from noise; `seconds` > one spectrogram chains continuations."""
-        return self._run("sample", model, class_label, guidance, steps, n, seed, random_seed, progress, request,
-                         seconds=as_float(seconds, "seconds", 0.0, MAX_SECONDS))
+        return self._run("sample", model, class_label, guidance, steps, variants, seed, random_seed, progress,
+                         request, seconds=as_float(seconds, "seconds", 0.0, MAX_SECONDS))
 
     @handler
-    def variation(self, model, class_label, guidance, steps, n, seed, random_seed, audio, strength,
+    def variation(self, model, class_label, guidance, steps, variants, seed, random_seed, audio, strength,
                   progress=gr.Progress(), request: gr.Request = None):
         """Variations of the clip's first spectrogram: noised by `strength`, then denoised."""
-        return self._run("variation", model, class_label, guidance, steps, n, seed, random_seed, progress, request,
-                         audio=audio, strength=as_float(strength, "strength", 0.0, 1.0))
+        return self._run("variation", model, class_label, guidance, steps, variants, seed, random_seed, progress,
+                         request, audio=audio, strength=as_float(strength, "strength", 0.0, 1.0))
 
     @handler
-    def inpaint(self, model, class_label, guidance, steps, n, seed, random_seed, audio, keep_start, keep_end,
+    def inpaint(self, model, class_label, guidance, steps, variants, seed, random_seed, audio, keep_start, keep_end,
                 progress=gr.Progress(), request: gr.Request = None):
         """Keep the first / last seconds of the clip's first spectrogram and generate the rest."""
-        return self._run("inpaint", model, class_label, guidance, steps, n, seed, random_seed, progress, request,
-                         audio=audio, keep_start=as_float(keep_start, "keep the first seconds", 0.0),
+        return self._run("inpaint", model, class_label, guidance, steps, variants, seed, random_seed, progress,
+                         request, audio=audio, keep_start=as_float(keep_start, "keep the first seconds", 0.0),
                          keep_end=as_float(keep_end, "keep the last seconds", 0.0))
 
     @handler
-    def continue_clip(self, model, class_label, guidance, steps, n, seed, random_seed, audio, total,
+    def continue_clip(self, model, class_label, guidance, steps, variants, seed, random_seed, audio, total_seconds,
                       progress=gr.Progress(), request: gr.Request = None):
-        """Continue the clip to `total` seconds by chained out-painting."""
-        return self._run("continue", model, class_label, guidance, steps, n, seed, random_seed, progress, request,
-                         audio=audio, total=as_float(total, "total seconds", 0.5, MAX_SECONDS))
+        """Continue the clip to `total_seconds` by chained out-painting."""
+        return self._run("continue", model, class_label, guidance, steps, variants, seed, random_seed, progress,
+                         request, audio=audio, total=as_float(total_seconds, "total seconds", 0.5, MAX_SECONDS))
 
     # -- the work --------------------------------------------------------------------------------------------
     def _run(self, mode, model, class_label, guidance, steps, n, seed, random_seed, progress, request,

@@ -48,15 +48,15 @@ class SoundStormTab(Tab):
         self.stop_on(stop, "soundstorm_stop")
 
     @handler
-    def continue_clip(self, model, audio, prompt_seconds, seconds, steps, temperature, n, seed, random_seed,
+    def continue_clip(self, model, audio, prompt_seconds, seconds, steps, temperature, variants, seed, random_seed,
                       progress=gr.Progress(), request: gr.Request = None):
-        """Continue the first `prompt_seconds` of the clip to `seconds`, `n` times (seeds seed, seed+1, ...)."""
+        """Continue the first `prompt_seconds` of the clip to `seconds`, `variants` times (seeds seed, seed+1, ...)."""
         job = self.ctx.jobs.start(request, progress)
         prompt_seconds = as_float(prompt_seconds, "prompt seconds", 0.01, self.upload_cap)
         seconds = as_float(seconds, "total seconds", 0.05, MAX_SECONDS)
         steps = as_int(steps, "steps", 0, 1000)
         temperature = as_float(temperature, "temperature", 0.0, 10.0)
-        n = as_int(n, "variants", 1, self.ctx.config.max_variants)
+        n = as_int(variants, "variants", 1, self.ctx.config.max_variants)
         seed = resolve_seed(seed, random_seed)
         if seconds <= prompt_seconds:
             raise ConfigError(f"the total ({seconds:g} s) must be longer than the prompt ({prompt_seconds:g} s)")
