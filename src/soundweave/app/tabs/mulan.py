@@ -88,8 +88,8 @@ class MuLaNTab(Tab):
             if rank <= TOP_PLAYERS:  # a copy in the results folder, so any corpus folder can be played
                 target = out / f"match{rank}-{os.path.basename(record.path)}"
                 shutil.copyfile(os.path.join(folder, record.path), target)
-                clips.append(gr.update(value=str(target), label=f"{rank}. {record.caption}"[:120]))
-        clips += [gr.update(value=None, label=f"match {i + 1}") for i in range(len(clips), TOP_PLAYERS)]
+                clips.append(str(target))
+        clips += [None] * (TOP_PLAYERS - len(clips))
         settings = {"tab": "mulan", "mode": "search", "model": spec, "corpus": folder, "query": query,
                     "clips_searched": len(records), "clips_skipped": skipped, "top_k": top_k,
                     "results": [{"rank": r[0], "score": r[1], "clip": r[2]} for r in rows], "soundweave": __version__}
