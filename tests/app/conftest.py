@@ -53,7 +53,7 @@ def served(models_dir, tmp_path_factory):
     from soundweave.app import AppConfig, build_app, launch
 
     demo = build_app(AppConfig(model_dirs=[models_dir], output_dir=tmp_path_factory.mktemp("served"),
-                               queue_size=8))
+                               queue_size=8, max_file_size="2mb"))
     _, url, _ = launch(demo, host="127.0.0.1", port=free_port(), prevent_thread_lock=True, quiet=True)
     yield demo, url.rstrip("/")
     demo.close()

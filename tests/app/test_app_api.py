@@ -86,3 +86,9 @@ def test_stop_ends_a_running_job_and_frees_the_worker(client, served, models_dir
     assert jobs.busy == 0
     quick = client.predict(model, "bass", 1.0, 2, 1, 0, False, 0, api_name="/mel_sample")
     assert quick[0] and time.perf_counter() - start < 15
+
+
+def test_uploads_over_max_file_size_are_refused(client, served, models_dir, clips):
+    assert served[0].max_file_size == 2 * 1024**2 and clips["long"].stat().st_size > 2 * 1024**2
+    with pytest.raises(Exception, match="(?i)too large|exceeds|maximum"):
+        client.predict(str(models_dir / "codec" / "model"), handle_file(str(clips["long"])), 0, api_name="/codec")

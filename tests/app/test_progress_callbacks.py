@@ -84,3 +84,10 @@ def test_app_command_help_and_auth():
             parse_auth(bad)
     result = invoke_cli("app", "--auth", "nopassword", "--models", "/nonexistent")
     assert result.exit_code != 0
+
+    from soundweave.app import AppConfig
+
+    for bad in ({"max_file_size": "20 parsecs"}, {"concurrency": 0}, {"queue_size": 0}, {"max_seconds": -1}):
+        with pytest.raises(ConfigError):
+            AppConfig(**bad)
+    assert AppConfig(max_file_size="20MB").max_file_size == "20MB"

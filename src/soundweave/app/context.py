@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,10 @@ class AppConfig:
             raise ConfigError(f"queue size must be >= 1, got {self.queue_size}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ConfigError(f"max seconds must be positive, got {self.max_seconds}")
+        size = self.max_file_size
+        if size is not None and not (isinstance(size, int) and size > 0 or isinstance(size, str) and re.fullmatch(
+                r"\s*[1-9][0-9]*\s*(b|kb|mb|gb|tb)\s*", size, flags=re.IGNORECASE)):
+            raise ConfigError(f"max file size must look like 20mb, 500kb or 1gb, got {size!r}")
         if not 1 <= self.max_variants <= 8:
             raise ConfigError(f"max_variants must be in 1..8, got {self.max_variants}")
 
