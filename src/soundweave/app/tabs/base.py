@@ -74,10 +74,11 @@ class Tab:
     def model_picker(self, kind: str, label: str, what: str, fallback: str | None = None) -> gr.Dropdown:
         """A dropdown of the `kind` folders found (typing a folder or hub id also works), with a note saying what
         was found or how to get one. `fallback`: the value when none was found (e.g. a hub id)."""
-        notice = gr.Markdown(self.ctx.notice(kind, what))
-        picker = gr.Dropdown(choices=self.ctx.choices(kind), value=self.ctx.default(kind) or fallback, label=label,
-                             allow_custom_value=True, interactive=True,
-                             info="a folder found in the model folders, or type a model folder or hub id")
+        with gr.Column(min_width=240):
+            picker = gr.Dropdown(choices=self.ctx.choices(kind), value=self.ctx.default(kind) or fallback,
+                                 label=label, allow_custom_value=True, interactive=True,
+                                 info="a folder found in the model folders, or type a model folder or hub id")
+            notice = gr.Markdown(self.ctx.notice(kind, what))
         self.ctx.pickers.append((kind, what, picker, notice))
         return picker
 
