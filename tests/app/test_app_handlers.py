@@ -213,23 +213,25 @@ def test_progress_counts_sampler_steps_and_stop_ends_the_job(app):
 
     def stop_after_two(value, desc=None, unit=None):
         if isinstance(value, tuple) and value[0] == 2:
-            app.soundweave.jobs.stop(None)  # the Stop button of the same session ("local" without a request)
+            app.soundweave.jobs.stop(None, "codec")  # another tab's Stop leaves this job running
+            app.soundweave.jobs.stop(None, "mel-diffusion")  # this tab's Stop, same session ("local")
 
     with pytest.raises(gr.Error) as info:
         tab.sample(model, "bass", 1.0, 50, 4, 0, False, 0, progress=stop_after_two)
     assert info.value.title == "Stopped" and "Stop button" in info.value.message
 
 
-def test_jobs_are_per_session():
+def test_jobs_are_per_session_and_tab():
     class Request:
         def __init__(self, session_hash):
             self.session_hash = session_hash
 
     jobs = Jobs()
-    a, b = jobs.start(Request("a")), jobs.start(Request("b"))
-    jobs.stop(Request("a"))
-    assert a.flag.is_set() and not b.flag.is_set()
-    assert not jobs.start(Request("a")).flag.is_set()  # a new job of that session starts afresh
+    a, b, other_tab = jobs.start(Request("a"), scope="mel"), jobs.start(Request("b"), scope="mel"), jobs.start(
+        Request("a"), scope="codec")
+    jobs.stop(Request("a"), "mel")
+    assert a.flag.is_set() and not b.flag.is_set() and not other_tab.flag.is_set()
+    assert not jobs.start(Request("a"), scope="mel").flag.is_set()  # a new job of that session starts afresh
 
 
 def test_cache_holds_one_model_per_kind_and_frees_the_old_one():

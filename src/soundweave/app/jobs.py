@@ -61,7 +61,8 @@ class Job:
 
 
 class Jobs:
-    """The cancel flag of each session's running job (a browser tab, or one gradio_client.Client)."""
+    """The cancel flag of each session's running job per tab (a session: a browser page, or one
+    gradio_client.Client)."""
 
     def __init__(self):
         self._flags: dict[str, threading.Event] = {}
@@ -79,18 +80,19 @@ class Jobs:
                 self.busy -= 1
 
     @staticmethod
-    def _key(request) -> str:
-        return str(getattr(request, "session_hash", None) or "local")
+    def _key(request, scope: str) -> tuple[str, str]:
+        return str(getattr(request, "session_hash", None) or "local"), scope
 
-    def start(self, request=None, progress=None) -> Job:
+    def start(self, request=None, progress=None, scope: str = "") -> Job:
+        """A new job of this session in `scope` (a tab): its Stop button stops this job only."""
         flag = threading.Event()
         with self._lock:
-            self._flags[self._key(request)] = flag
+            self._flags[self._key(request, scope)] = flag
         return Job(flag, progress)
 
-    def stop(self, request=None) -> None:
+    def stop(self, request=None, scope: str = "") -> None:
         with self._lock:
-            flag = self._flags.get(self._key(request))
+            flag = self._flags.get(self._key(request, scope))
         if flag is not None:
             flag.set()
 

@@ -55,7 +55,7 @@ class Audio2ImageTab(Tab):
              progress=gr.Progress(),
              request: gr.Request = None):
         """Draw `images` images from the clip (seeds seed, seed+1, ...)."""
-        job = self.ctx.jobs.start(request, progress)
+        job = self.start_job(request, progress)
         steps = as_int(steps, "steps", 1, 500)
         guidance = as_float(guidance, "guidance", 1.0, 50.0)
         pixels = None if str(size or "default") == "default" else as_int(size, "size", 64, 2048)

@@ -122,11 +122,15 @@ class Tab:
         return trigger(fn, inputs=inputs, outputs=outputs, api_name=api_name, concurrency_limit=None,
                        show_progress="hidden", api_visibility="undocumented")
 
+    def start_job(self, request, progress):
+        """The job of a running event: progress reporting, and the flag this tab's Stop button sets."""
+        return self.ctx.jobs.start(request, progress, scope=self.key)
+
     def stop_on(self, button: gr.Button, api_name: str) -> None:
-        jobs = self.ctx.jobs
+        jobs, scope = self.ctx.jobs, self.key
 
         def stop(request: gr.Request):
-            jobs.stop(request)
+            jobs.stop(request, scope)
 
         self.api_names.append(api_name)
         button.click(stop, inputs=None, outputs=None, cancels=list(self.events), api_name=api_name,

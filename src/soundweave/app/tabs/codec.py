@@ -40,7 +40,7 @@ class CodecTab(Tab):
     @handler
     def round_trip(self, model, audio, levels, progress=gr.Progress(), request: gr.Request = None):
         """Encode the clip, keep the first `levels` residual levels (0 = all), decode, and compare."""
-        job = self.ctx.jobs.start(request, progress)
+        job = self.start_job(request, progress)
         levels = as_int(levels, "levels", 0, 1024)
         spec = model_spec(model, "codec")
         codec = self.ctx.cache.get("codec", spec, lambda: load_codec_model(spec), job.status)

@@ -111,7 +111,7 @@ class MelDiffusionTab(Tab):
     # -- the work --------------------------------------------------------------------------------------------
     def _run(self, mode, model, class_label, guidance, steps, n, seed, random_seed, progress, request,
              audio=None, **opts):
-        job = self.ctx.jobs.start(request, progress)
+        job = self.start_job(request, progress)
         steps = as_int(steps, "steps", 1, MAX_STEPS)
         n = as_int(n, "variants", 1, self.ctx.config.max_variants)
         guidance = as_float(guidance, "guidance", 1.0, 20.0)

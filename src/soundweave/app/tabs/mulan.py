@@ -67,7 +67,7 @@ class MuLaNTab(Tab):
     @handler
     def search(self, model, corpus, query, top_k, progress=gr.Progress(), request: gr.Request = None):
         """The `top_k` clips of `corpus` whose MuLaN audio embedding is closest to the query's."""
-        job = self.ctx.jobs.start(request, progress)
+        job = self.start_job(request, progress)
         query = str(query or "").strip()
         if not query:
             raise ConfigError("type a text query, e.g. 'slow piano chords'")
@@ -153,7 +153,7 @@ class MuLaNTab(Tab):
     def tag(self, model, audio, labels, progress=gr.Progress(), request: gr.Request = None):
         """Confidence of each label for the clip: softmax over the cosine similarity (times MuLaN's learned
         temperature) to each label's prompt-ensembled text embedding."""
-        job = self.ctx.jobs.start(request, progress)
+        job = self.start_job(request, progress)
         names = list(dict.fromkeys(x.strip() for x in str(labels or "").replace("\n", ",").split(",") if x.strip()))
         if len(names) < 2:
             raise ConfigError("give at least two comma-separated labels, e.g. 'piano, drums, flute'")

@@ -51,7 +51,7 @@ class SoundStormTab(Tab):
     def continue_clip(self, model, audio, prompt_seconds, seconds, steps, temperature, variants, seed, random_seed,
                       progress=gr.Progress(), request: gr.Request = None):
         """Continue the first `prompt_seconds` of the clip to `seconds`, `variants` times (seeds seed, seed+1, ...)."""
-        job = self.ctx.jobs.start(request, progress)
+        job = self.start_job(request, progress)
         prompt_seconds = as_float(prompt_seconds, "prompt seconds", 0.01, self.upload_cap)
         seconds = as_float(seconds, "total seconds", 0.05, MAX_SECONDS)
         steps = as_int(steps, "steps", 0, 1000)
