@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "soundweave.cli.soundstorm",
     "soundweave.cli.mel_diffusion",
     "soundweave.cli.audio2img",
+    "soundweave.cli.webapp",
 ]
 
 for _name in COMMAND_MODULES:

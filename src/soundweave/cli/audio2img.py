@@ -222,6 +222,7 @@ def demo(ctx, steps: int = 200, preset: str = "small", target_len: int = 32, sec
     image = pipe(audio, sr=sr, seed=ctx.seed, num_inference_steps=image_steps, precision="fp32").images[0]
     image_path = out / "audio2img.png"
     image.save(image_path)
+    sd.save_pretrained(out / "stable-diffusion")  # so `soundweave app` finds a Stable Diffusion beside the aligner
     note = ("This image comes from a SMALL, RANDOMLY INITIALISED Stable Diffusion built in code (cross-attention "
             "width 384 = MiniLM's hidden size), so it shows the plumbing (audio -> aligner sequence -> "
             "prompt_embeds -> UNet -> VAE), not a picture.\n" + REAL_SD_HOWTO)
@@ -232,6 +233,7 @@ def demo(ctx, steps: int = 200, preset: str = "small", target_len: int = 32, sec
     console.print(f"[yellow]note[/yellow]: {note}")
     ctx.add_output("audio2img", "image drawn from a clip by a small random SD (see README.txt)", image_path)
     ctx.add_output("audio2img", "nearest captions of a validation clip", out / "retrieval.json")
+    ctx.add_output("audio2img", "the small random Stable Diffusion (for `soundweave app`)", out / "stable-diffusion")
 
 
 __all__ = ["audio2img_cmd", "demo", "eval_aligner_cmd", "tiny_stable_diffusion", "train_aligner_cmd"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -503,7 +503,8 @@ class SoundStorm(PretrainedModel):
                  cond_mask: torch.Tensor | None = None, steps: int | Sequence[int] | None = None,
                  schedule: str | None = None, temperature: float | None = None,
                  cond_scale: float = 1.0, generator: torch.Generator | None = None, seed: int | None = None,
-                 precision: str = "fp32", return_codes: bool = False, return_list: bool = False):
+                 precision: str = "fp32", return_codes: bool = False, return_list: bool = False,
+                 callback: Callable[[int, int], None] | None = None):
         """Generate codes level by level, coarse to fine, each level by MaskGIT confidence decoding.
 
         Length: `num_latents` frames, or `seconds` (needs a codec), or that of `mask` / the semantic tokens.
@@ -515,6 +516,8 @@ class SoundStorm(PretrainedModel):
 
         Returns codes `(B, N, Q)`; audio `(B, N * hop)` instead when a codec is attached (unless
         `return_codes`); with `return_list=True` a list of per-item tensors trimmed to each item's length.
+        `callback(passes, total)` is called after every forward pass of the network (at most `sum(steps)`; a
+        level whose tokens are all fixed early takes fewer), e.g. for a progress display; raising in it stops.
         """
         check_precision(precision)
         net, dev = self.net, self.device
@@ -620,19 +623,27 @@ class SoundStorm(PretrainedModel):
 
         was_training = self.training
         self.eval()
+        total_passes, passes = sum(level_steps), [0]
+
+        def counted(logits: torch.Tensor) -> torch.Tensor:
+            passes[0] += 1
+            if callback is not None:
+                callback(min(passes[0], total_passes), total_passes)
+            return logits
+
         try:
             with autocast(dev, precision):  # one autocast region: bf16 weight casts are reused across passes
                 for q in range(Q):
                     def level_logits(tokens: torch.Tensor, positions: torch.Tensor, q: int = q) -> torch.Tensor:
                         codes[..., q] = tokens
                         if guided is None:
-                            return net(codes, mask=mask, cond=cond, cond_mask=cond_mask, level=q,
-                                       semantic_embeds=semantic, positions=positions, check=False)
+                            return counted(net(codes, mask=mask, cond=cond, cond_mask=cond_mask, level=q,
+                                               semantic_embeds=semantic, positions=positions, check=False))
                         both = net(torch.cat([codes, codes]), mask=guided["mask"], cond=guided["cond"],
                                    cond_mask=guided["cond_mask"], level=q, semantic_embeds=guided["semantic"],
                                    positions=torch.cat([positions, positions]), check=False).float()
                         conditional, unconditional = both.chunk(2)
-                        return unconditional + cond_scale * (conditional - unconditional)
+                        return counted(unconditional + cond_scale * (conditional - unconditional))
 
                     codes[..., q] = maskgit_decode(level_logits, codes[..., q], fill, mask_id=mask_id,
                                                    steps=level_steps[q], schedule=schedule,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -318,7 +318,7 @@ class MelDiffusionPipeline:
                  guidance_scale: float = 1.0, negative_encoding: torch.Tensor | None = None, image=None,
                  audio_sample_rate: int | None = None, scheduler=None, step_generator: torch.Generator | None = None,
                  seed: int | None = None, precision: str = "fp32", decode_audio: bool = True,
-                 progress: bool = False) -> MelDiffusionOutput:
+                 progress: bool = False, callback: Callable[[int, int], None] | None = None) -> MelDiffusionOutput:
         """Sample spectrograms (and their audio).
 
         steps: denoising steps (default 50 for DDIM, 1000 for DDPM). eta: DDIM stochasticity (0 = deterministic).
@@ -333,6 +333,8 @@ class MelDiffusionPipeline:
               states for a UNet2DConditionModel; guidance_scale: classifier-free guidance (1 = off) against
               the null class / `negative_encoding` (default zeros).
         precision: 'fp32' or 'bf16' (autocast). decode_audio=False skips Griffin-Lim.
+        progress: draw a progress bar; callback: called as `callback(step, total)` after every denoising step
+              (a progress display; raising in it stops sampling).
         """
         steps = None if steps is None else check_int(steps, "steps", 1)
         width_multiplier = check_int(width_multiplier, "width_multiplier", 1)
@@ -357,11 +359,12 @@ class MelDiffusionPipeline:
             raise ConfigError("start_step and mask_start_secs/mask_end_secs need an input: pass audio=... or image=...")
         return self._generate(batch_size, steps, make_generator(seed, generator), step_generator, eta, noise,
                               known, mask_cols, start_step, width_multiplier, class_labels, encoding,
-                              guidance_scale, negative_encoding, scheduler, precision, decode_audio, progress)
+                              guidance_scale, negative_encoding, scheduler, precision, decode_audio, progress,
+                              callback)
 
     def _generate(self, batch_size, steps, generator, step_generator, eta, noise, known, mask_cols, start_step,
                   width_multiplier, class_labels, encoding, guidance_scale, negative_encoding, scheduler, precision,
-                  decode_audio, progress) -> MelDiffusionOutput:
+                  decode_audio, progress, callback=None) -> MelDiffusionOutput:
         from diffusers import DDIMScheduler
 
         check_precision(precision)
@@ -438,6 +441,8 @@ class MelDiffusionPipeline:
                     x[..., :lo] = ref[..., :lo]
                 if hi:
                     x[..., x.shape[-1] - hi :] = ref[..., x.shape[-1] - hi :]
+            if callback is not None:
+                callback(i + 1, len(timesteps))
         arrays = self._to_pixels(x, precision)
         if known is not None:  # the kept seconds come back exactly (latent mode only approximates them)
             if mask_cols[0]:
@@ -458,12 +463,14 @@ class MelDiffusionPipeline:
                        seed: int | None = None, eta: float = 0.0, class_labels=None, encoding=None,
                        guidance_scale: float = 1.0, negative_encoding=None, width_multiplier: int = 1,
                        audio_sample_rate: int | None = None, scheduler=None, precision: str = "fp32",
-                       keep_input: bool = True, progress: bool = False) -> MelDiffusionOutput:
+                       keep_input: bool = True, progress: bool = False,
+                       callback: Callable[[int, int], None] | None = None) -> MelDiffusionOutput:
         """Audio of exactly `seconds`: the given audio (or a first unconditional window) continued by
         repeated out-painting, each window keeping the last `overlap_secs` (default half a window) of what
         exists so far. The spectrogram columns are chained and decoded by one Griffin-Lim pass, so the
         result has no seams; with `keep_input` the original samples replace the re-synthesised prompt
-        (level-matched, short crossfade). Returns one wide image per batch item.
+        (level-matched, short crossfade). Returns one wide image per batch item. `callback(step, total)` counts
+        the denoising steps of all windows together.
         """
         seconds = check_float(seconds, "seconds")
         if seconds <= 0:
@@ -483,6 +490,8 @@ class MelDiffusionPipeline:
                         width_multiplier=width_multiplier, class_labels=class_labels, encoding=encoding,
                         guidance_scale=guidance_scale, negative_encoding=negative_encoding, scheduler=scheduler,
                         precision=precision, decode_audio=False, progress=progress)
+        windows = _WindowProgress(callback, overlap, width, f, needed)
+        settings["callback"] = windows
         wave = None
         if audio is not None:
             wave = audio_to_tensor(audio, self.sample_rate, audio_sample_rate)
@@ -492,15 +501,19 @@ class MelDiffusionPipeline:
                 raise ShapeError(f"audio has {wave.shape[0]} rows for batch_size={batch_size}")
             batch_size = wave.shape[0]
             columns = self.mel.audio_to_images(wave)
+            windows.start(columns.shape[-1])
         else:
+            windows.start(None)
             columns = self._generate(batch_size=batch_size, known=None, mask_cols=(0, 0), **settings).arrays
             columns = torch.from_numpy(columns)
+            windows.next_window()
         while columns.shape[-1] < needed:
             keep = min(overlap, columns.shape[-1] // f * f)
             window = torch.zeros(batch_size, self.mel.y_res, width, dtype=torch.uint8)
             window[..., :keep] = columns[..., columns.shape[-1] - keep :]
             new = self._generate(batch_size=batch_size, known=window, mask_cols=(keep, 0), **settings).arrays
             columns = torch.cat([columns, torch.from_numpy(new)[..., keep:]], dim=-1)
+            windows.next_window()
         columns = columns[..., :needed].contiguous()
         total = int(round(seconds * self.sample_rate))
         audios = self.mel.images_to_audio(columns, generator=generator)[..., :total].cpu()
@@ -562,6 +575,29 @@ class MelDiffusionPipeline:
         wb = torch.where(safe, torch.sin(alpha * theta) / sin.where(safe, torch.ones_like(sin)),
                          torch.full_like(sin, alpha))
         return (wa * a + wb * b).reshape(x0.shape).to(x0.dtype)
+
+
+class _WindowProgress:
+    """Turns each window's `(step, total)` into one count over all windows of `continue_audio`."""
+
+    def __init__(self, callback, overlap: int, width: int, factor: int, needed: int):
+        self.callback, self.overlap, self.width, self.factor, self.needed = callback, overlap, width, factor, needed
+        self.windows, self.done = 1, 0
+
+    def start(self, columns: int | None) -> None:
+        """`columns`: those of the input audio (None: a first window is generated from noise)."""
+        self.windows = 0 if columns is not None else 1
+        columns = self.width if columns is None else columns
+        while columns < self.needed:
+            columns += self.width - min(self.overlap, columns // self.factor * self.factor)
+            self.windows += 1
+
+    def next_window(self) -> None:
+        self.done += 1
+
+    def __call__(self, step: int, total: int) -> None:
+        if self.callback is not None:
+            self.callback(self.done * total + step, max(self.windows, self.done + 1) * total)
 
 
 def _infer_batch(batch_size: int, known, noise, class_labels, encoding) -> int:
