@@ -249,17 +249,14 @@ def test_cache_holds_one_model_per_kind_and_frees_the_old_one():
     assert cache.loaded("codec") == "b" and cache.loaded("mulan") == "m"
 
 
-def test_codecs_load_through_load_codec_when_soundweave_has_it(models_dir, monkeypatch):
-    import soundweave
-    from soundweave import SoundStream
+def test_codecs_load_through_load_codec(models_dir, tmp_path):
+    from soundweave import SoundStream, SpectralCodec
     from soundweave.app.models import _load_codec
 
-    path = str(models_dir / "codec" / "model")
-    if "load_codec" not in soundweave._EXPORTS:  # this soundweave predates load_codec: SoundStream is used
-        assert isinstance(_load_codec(path), SoundStream)
-    used = []
-    monkeypatch.setattr(soundweave, "load_codec", lambda p: used.append(p) or "codec", raising=False)
-    assert _load_codec(path) == "codec" and used == [path]
+    assert isinstance(_load_codec(str(models_dir / "codec" / "model")), SoundStream)
+    SpectralCodec(sample_rate=8000, hop_length=80, n_mels=32, num_quantizers=2, codebook_size=8).save_pretrained(
+        tmp_path / "spectral")
+    assert isinstance(_load_codec(str(tmp_path / "spectral")), SpectralCodec)
 
 
 def test_the_app_never_imports_training():

@@ -162,17 +162,10 @@ def _device():
 
 
 def _load_codec(path: str):
-    """THE one place the app loads a codec. `soundweave.load_codec` (any codec, by folder or hub id) when this
-    soundweave has it, else a SoundStream folder."""
-    try:
-        from soundweave import load_codec
-    except ImportError:
-        load_codec = None
-    if load_codec is not None:
-        return load_codec(path)
-    from soundweave import SoundStream
+    """THE one place the app loads a codec: `soundweave.load_codec` (any codec, by folder or hub id)."""
+    from soundweave import load_codec
 
-    return SoundStream.from_pretrained(path)
+    return load_codec(path)
 
 
 def load_mel_diffusion(path: str):

@@ -226,6 +226,35 @@ def evaluate_codec(codec: Codec, data_dir: str | Path, split: str | None = "test
     }
 
 
+@torch.no_grad()
+def instrument_survival(codec: Codec, mulan, data_dir: str | Path, split: str = "test", max_clips: int = 200,
+                        seconds: float = 4.0, num_quantizers: int | None = None) -> dict[str, float]:
+    """Does the instrument survive the codec? MuLaN's zero-shot instrument accuracy on the original clips and on
+    their reconstructions (the same clips, same prompts), and the ratio reconstruction / original."""
+    from ..audio.io import resample
+    from ..training.mulan import MuLaNEvaluator
+
+    mulan_rate = mulan.audio.sample_rate
+    evaluator = MuLaNEvaluator(data_dir, split=split, sample_rate=mulan_rate, seconds=seconds, max_clips=max_clips,
+                               tags=("instrument",))
+    if "instrument" not in evaluator.classes:
+        raise DataError(f"the {split!r} split of {str(data_dir)!r} has no 'instrument' tags to classify")
+    original = evaluator(mulan)
+    recons = torch.zeros_like(evaluator.audio)
+    for i in range(evaluator.audio.shape[0]):
+        clip = evaluator.audio[i][evaluator.mask[i]]
+        recon = codec.reconstruct(clip, num_quantizers=num_quantizers, sample_rate=mulan_rate)[0].float().cpu()
+        recon = resample(recon, codec.sample_rate, mulan_rate)[: clip.shape[-1]]
+        recons[i, : recon.shape[-1]] = recon
+    evaluator.audio = recons
+    rebuilt = evaluator(mulan)
+    before, after = original["zero_shot_instrument_acc"], rebuilt["zero_shot_instrument_acc"]
+    return {"clips": int(original["clips"]), "instrument_acc_original": round(before, 4),
+            "instrument_acc_reconstruction": round(after, 4),
+            "instrument_survival": round(after / max(before, 1e-9), 4),
+            "chance": round(original["zero_shot_instrument_chance"], 4)}
+
+
 @dataclass
 class CodecTrainResult:
     model: Codec  # the trained codec (eval mode), also saved in out_dir
@@ -397,4 +426,5 @@ def _fit(trainer: Trainer, resume: bool, max_seconds: float | None, steps: int) 
 __all__ = ["AdversarialCodec", "CodecTrainResult", "KINDS", "PRESETS", "PRESET_TRAINING",
            "SOUNDSTREAM_PRESETS", "SPECTRAL_PRESETS",
            "build_codec", "codec_config",
-           "codec_step", "evaluate_codec", "load_clips", "reconstruction_metrics", "train_codec"]
+           "codec_step", "evaluate_codec", "instrument_survival", "load_clips", "reconstruction_metrics",
+           "train_codec"]
