@@ -15,6 +15,7 @@ from soundweave.training.codec import (
     build_codec,
     codec_config,
     evaluate_codec,
+    instrument_survival,
     load_clips,
     train_codec,
 )
@@ -169,3 +170,30 @@ def test_time_budget_stops_early(tiny_corpus, tmp_path):
                          max_seconds=1.0, progress=False, eval_clips=1, eval_seconds=0.2, seconds=0.1, batch_size=2)
     assert 5 <= result.train.step < 10_000 and len(result.train.losses) == result.train.step
     assert (tmp_path / "budget" / "model.safetensors").is_file()
+
+
+def test_instrument_survival_compares_the_same_clips(tiny_corpus, tmp_path):
+    from tests.app.tiny_models import tiny_mulan
+
+    mulan = tiny_mulan()
+    codec = build_codec("spectral", "tiny")
+    codec.fit(load_clips(tiny_corpus, "train", codec.sample_rate))
+    report = instrument_survival(codec, mulan, tiny_corpus, "test", max_clips=4)
+    assert report["clips"] == 4 and 0 <= report["instrument_acc_reconstruction"] <= 1
+    assert 0 < report["chance"] < 1
+
+    class Identity(SpectralCodec):  # a codec that gives its input back exactly: nothing is lost, survival is 1
+        def reconstruct(self, audio, num_quantizers=None, sample_rate=None):
+            return self._prepare_audio(audio, sample_rate)
+
+    identity = Identity(**codec_config("tiny", "spectral", sample_rate=16000))
+    same = instrument_survival(identity, mulan, tiny_corpus, "test", max_clips=4)
+    assert same["instrument_acc_reconstruction"] == same["instrument_acc_original"] == report["instrument_acc_original"]
+    mulan.save_pretrained(tmp_path / "mulan")
+    codec.save_pretrained(tmp_path / "codec")
+    from tests.helpers import invoke_cli, parse_json
+
+    result = invoke_cli("eval", "codec", "--model", tmp_path / "codec", "--data", tiny_corpus, "--max-clips", 4,
+                        "--mulan", tmp_path / "mulan")
+    assert result.exit_code == 0, result.output
+    assert parse_json(result.stdout)["instrument"] == report

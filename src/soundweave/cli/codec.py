@@ -146,17 +146,28 @@ def eval_codec_command(
         seconds: float = typer.Option(0.0, "--seconds", help="Cut clips to this many seconds (0 = whole clips)."),
         num_quantizers: int = typer.Option(0, "--num-quantizers", help="Levels to keep (0 = all): lower bitrate."),
         bf16: bool = typer.Option(False, "--bf16", help="Run encode/decode in bf16 autocast."),
+        mulan: Path = typer.Option(None, "--mulan", help="A MuLaN folder: also report whether the instrument "
+                                                         "survives (its zero-shot instrument accuracy on the "
+                                                         "reconstructions vs the originals, same clips)."),
         device: str = typer.Option(None, "--device", help="cpu | cuda | mps (default: best available)."),
 ) -> None:
-    """Reconstruct clips through the codec; print SI-SDR, mel distance, bitrate and real-time factor (JSON)."""
+    """Reconstruct clips through the codec; print mel distance, SI-SDR, bitrate and real-time factor (JSON), and
+    with --mulan the instrument-survival figure."""
     from ..runtime import pick_device
-    from ..training.codec import evaluate_codec
+    from ..training.codec import evaluate_codec, instrument_survival
 
     if max_clips < 1:
         raise ConfigError(f"--max-clips must be >= 1, got {max_clips}")
-    codec = _load_codec(model, str(pick_device(device)))
-    print_json(evaluate_codec(codec, data, split=split, max_clips=max_clips, seconds=seconds or None,
-                              num_quantizers=num_quantizers or None, precision="bf16" if bf16 else "fp32"))
+    device = str(pick_device(device))
+    codec = _load_codec(model, device)
+    report = evaluate_codec(codec, data, split=split, max_clips=max_clips, seconds=seconds or None,
+                            num_quantizers=num_quantizers or None, precision="bf16" if bf16 else "fp32")
+    if mulan is not None:
+        from ..models.mulan import MuLaN
+
+        report["instrument"] = instrument_survival(codec, MuLaN.from_pretrained(mulan, device=device), data, split,
+                                                   max_clips, num_quantizers=num_quantizers or None)
+    print_json(report)
 
 
 def codec_demo(ctx, steps: int = 400, max_seconds: float | None = 60.0, preset: str = "demo",
