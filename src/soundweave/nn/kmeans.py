@@ -1,4 +1,4 @@
-"""k-means in torch: k-means++ seeding on a sample, then Lloyd iterations over all points (chunked), and
+"""k-means in torch: k-means++ seeding (in batched rounds) on a sample, then Lloyd iterations over all points (chunked), and
 residual k-means (one codebook per level, each fitted on what the previous levels left).
 
     centroids = kmeans(points (n, d), k=1024, iters=10, generator=g)         # (k, d)
@@ -25,20 +25,27 @@ def nearest(points: torch.Tensor, centroids: torch.Tensor, chunk: int = 16384) -
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=points.device)
 
 
-def _plus_plus(points: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
+def _plus_plus(points: torch.Tensor, k: int, generator: torch.Generator | None, rounds: int = 8) -> torch.Tensor:
+    """k-means++ seeding in a few rounds (in the spirit of k-means||, Bahmani et al. 2012): each round draws a
+    batch of new centres with probability proportional to the squared distance to the centres so far - a
+    handful of large tensor operations instead of k small ones."""
     n = points.shape[0]
-    first = int(torch.randint(n, (1,), generator=generator))
-    centroids = [points[first]]
-    dist = (points - points[first]).pow(2).sum(-1)
-    for _ in range(1, k):
-        total = dist.sum()
-        if total <= 0:  # fewer distinct points than k: repeat random points
-            idx = int(torch.randint(n, (1,), generator=generator))
+    chosen = torch.randint(n, (1,), generator=generator)
+    dist = (points - points[chosen]).pow(2).sum(-1)
+    per_round = max(1, -(-(k - 1) // rounds))
+    while chosen.numel() < k:
+        take = min(per_round, k - chosen.numel())
+        weights = dist.clamp_min(0)
+        if float(weights.sum()) <= 0:  # fewer distinct points than k: the rest are random points
+            new = torch.randint(n, (take,), generator=generator)
         else:
-            idx = int(torch.multinomial(dist / total, 1, generator=generator))
-        centroids.append(points[idx])
-        dist = torch.minimum(dist, (points - points[idx]).pow(2).sum(-1))
-    return torch.stack(centroids)
+            new = torch.multinomial(weights, min(take, int((weights > 0).sum())), replacement=False,
+                                    generator=generator)
+        chosen = torch.cat([chosen, new])
+        new_points = points[new]
+        dist = torch.minimum(dist, (points.pow(2).sum(-1, keepdim=True) - 2 * points @ new_points.t()
+                                    + new_points.pow(2).sum(-1)[None]).amin(dim=-1))
+    return points[chosen[:k]].clone()
 
 
 def kmeans(points: torch.Tensor, k: int, iters: int = 10, sample: int = 20000,

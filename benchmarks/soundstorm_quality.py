@@ -1,0 +1,120 @@
+"""Does SoundStorm continue a prompt with the prompt's instrument? Prints JSON.
+
+    python benchmarks/soundstorm_quality.py --mulan DIR [--corpus DIR] [--codec DIR] [--minutes 5] [--prompts 24]
+
+Goal (issue 11): over >= 20 held-out prompts, MuLaN's zero-shot instrument of the continuation matches the
+prompt's instrument in >= 70% of cases (chance is 1 in 14).
+
+Steps: the codec is fitted on the corpus's train split (SpectralCodec "demo" preset) unless `--codec` names one;
+SoundStorm (the demo's size unless --dim/--depth) trains on the train split's codes for `--minutes`; then the
+first `--prompt-seconds` of each of the first `--prompts` test clips is continued to `--total-seconds`. MuLaN
+(trained as in benchmarks/mulan_quality.py) classifies only the generated part (prompt excluded), with the
+same prompts and clips as two references: the real continuation (the original audio of that span) and the
+codec's reconstruction of it - so the figure is read against what MuLaN gets right on real audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from codec_quality import ensure_corpus  # noqa: E402
+
+from soundweave.audio.io import resample  # noqa: E402
+from soundweave.models.codecs import load_codec  # noqa: E402
+from soundweave.models.mulan import MuLaN  # noqa: E402
+from soundweave.training.codec import train_codec  # noqa: E402
+from soundweave.training.mulan import MuLaNEvaluator  # noqa: E402
+from soundweave.training.soundstorm import train_soundstorm  # noqa: E402
+
+GOAL = 0.70
+
+
+def instrument_accuracy(evaluator: MuLaNEvaluator, mulan: MuLaN, audio: torch.Tensor, mask: torch.Tensor) -> float:
+    evaluator.audio, evaluator.mask = audio, mask
+    return evaluator(mulan)["zero_shot_instrument_acc"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mulan", type=Path, required=True, help="MuLaN folder (benchmarks/mulan_quality.py)")
+    parser.add_argument("--corpus", type=Path, default=Path("benchmarks/results/codec-corpus"))
+    parser.add_argument("--clips", type=int, default=400, help="corpus size if it has to be made")
+    parser.add_argument("--codec", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/soundstorm-quality"))
+    parser.add_argument("--minutes", type=float, default=5.0, help="SoundStorm training budget")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--crop-seconds", type=float, default=2.0)
+    parser.add_argument("--prompts", type=int, default=24)
+    parser.add_argument("--prompt-seconds", type=float, default=1.5)
+    parser.add_argument("--total-seconds", type=float, default=4.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    corpus = ensure_corpus(args.corpus, args.clips, args.seed)
+    if args.codec is None:
+        codec = train_codec(corpus, args.out / "codec", kind="spectral", preset="demo", seed=args.seed,
+                            progress=False, eval_clips=0).model
+    else:
+        codec = load_codec(args.codec)
+    start = time.perf_counter()
+    trained = train_soundstorm(corpus, codec, args.out / "soundstorm", steps=100_000, batch_size=args.batch_size,
+                               lr=1e-3, seconds=args.crop_seconds, preset="tiny", dim=args.dim, depth=args.depth,
+                               max_seconds=args.minutes * 60, seed=args.seed, progress=False)
+    train_s = time.perf_counter() - start
+    model = trained.model.eval()
+    mulan = MuLaN.from_pretrained(args.mulan).eval()
+    rate = mulan.audio.sample_rate
+    evaluator = MuLaNEvaluator(corpus, split="test", sample_rate=rate, seconds=args.total_seconds,
+                               max_clips=args.prompts, tags=("instrument",))
+    n = evaluator.audio.shape[0]
+    cut, total = int(args.prompt_seconds * rate), int(args.total_seconds * rate)
+    generated = torch.zeros(n, total)
+    reconstructed = torch.zeros(n, total)
+    start = time.perf_counter()
+    for i in range(n):
+        clip = evaluator.audio[i][evaluator.mask[i]]
+        prompt = resample(clip[:cut], rate, codec.sample_rate)
+        generator = torch.Generator().manual_seed(args.seed + i)
+        out = model.generate(seconds=args.total_seconds, prompt_audio=prompt[None], generator=generator)[0]
+        out = resample(out.float().cpu(), codec.sample_rate, rate)[:total]
+        generated[i, : out.shape[-1]] = out
+        recon = codec.reconstruct(clip, sample_rate=rate)[0].float().cpu()
+        recon = resample(recon, codec.sample_rate, rate)[:total]
+        reconstructed[i, : recon.shape[-1]] = recon
+    generate_s = time.perf_counter() - start
+    span = torch.zeros(n, total, dtype=torch.bool)
+    span[:, cut:] = evaluator.mask[:, cut:total] if evaluator.mask.shape[1] >= total else True
+    original = evaluator.audio[:, :total].clone()
+    real = instrument_accuracy(evaluator, mulan, original, span)
+    codec_only = instrument_accuracy(evaluator, mulan, reconstructed, span)
+    continued = instrument_accuracy(evaluator, mulan, generated, span)
+    report = {
+        "benchmark": "soundstorm_quality", "codec": codec.describe(), "prompts": n,
+        "prompt_seconds": args.prompt_seconds, "total_seconds": args.total_seconds,
+        "soundstorm": {"parameters_M": round(model.net.num_parameters() / 1e6, 3), "train_steps": trained.train.step,
+                       "train_s": round(train_s, 1), "train_clips": trained.num_clips,
+                       **{k: round(v, 4) for k, v in trained.metrics.items()}},
+        "generate_s": round(generate_s, 1),
+        "instrument_match": {"continuation": round(continued, 4), "real_continuation": round(real, 4),
+                             "codec_reconstruction": round(codec_only, 4),
+                             "chance": round(1 / len(evaluator.classes["instrument"]), 4)},
+        "goal": GOAL, "met": continued >= GOAL,
+        "threads": torch.get_num_threads(), "machine": platform.machine(), "torch": torch.__version__,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
