@@ -90,6 +90,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/codec-quality"))
     parser.add_argument("--mulan", type=Path, default=None, help="MuLaN folder for the instrument-survival figure")
     parser.add_argument("--mulan-clips", type=int, default=200)
+    parser.add_argument("--mulan-corpus", type=Path, default=None,
+                        help="corpus whose test split the instrument figure uses (default: --corpus), e.g. the one "
+                             "mulan_quality.py evaluated on (its first 200 test clips)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
@@ -126,7 +129,9 @@ def main() -> None:
     if args.mulan is not None:
         from soundweave.models.mulan import MuLaN
 
-        survival = instrument_survival(codec, MuLaN.from_pretrained(args.mulan), corpus, "test", args.mulan_clips)
+        survival = instrument_survival(codec, MuLaN.from_pretrained(args.mulan), args.mulan_corpus or corpus, "test",
+                                       args.mulan_clips)
+        survival["corpus"] = str(args.mulan_corpus or corpus)
         report["instrument"] = survival
         report["met"]["instrument_survival"] = survival["instrument_survival"] >= GOAL_SURVIVAL
     print(json.dumps(report, indent=2))

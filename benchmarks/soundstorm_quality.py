@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--codec", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/soundstorm-quality"))
     parser.add_argument("--minutes", type=float, default=5.0, help="SoundStorm training budget")
+    parser.add_argument("--steps", type=int, default=8000, help="the LR schedule spans this many steps")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -69,7 +70,7 @@ def main() -> None:
     else:
         codec = load_codec(args.codec)
     start = time.perf_counter()
-    trained = train_soundstorm(corpus, codec, args.out / "soundstorm", steps=100_000, batch_size=args.batch_size,
+    trained = train_soundstorm(corpus, codec, args.out / "soundstorm", steps=args.steps, batch_size=args.batch_size,
                                lr=1e-3, seconds=args.crop_seconds, preset="tiny", dim=args.dim, depth=args.depth,
                                max_seconds=args.minutes * 60, seed=args.seed, progress=False)
     train_s = time.perf_counter() - start
