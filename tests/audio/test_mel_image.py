@@ -9,6 +9,7 @@ from soundweave import MelImageCodec
 from soundweave.audio import load
 from soundweave.errors import CheckpointError, ConfigError, ShapeError
 from soundweave.metrics import spectral_convergence
+from tests.helpers import check_margin
 
 
 def small_codec(**kw):
@@ -61,21 +62,30 @@ def test_loud_bins_are_bright_and_quiet_bins_dark():
 
 
 def test_roundtrip_quality_bound(tiny_corpus):
-    """image -> audio -> image keeps the spectrogram: spectral convergence below 0.25 on music."""
+    """image -> audio -> image keeps the spectrogram: mean spectral convergence below 0.25 on 8 music clips.
+
+    Per clip it is a property of the music as much as of the codec: over the 40 corpus clips it runs from
+    0.10 to 0.27 (clip 3: 0.226) and more Griffin-Lim iterations than 32 do not lower it, so the mean over
+    several clips is the figure that measures the round trip."""
     mel = small_codec()
-    audio, _ = load(tiny_corpus / "audio" / "clip-000003.wav", sr=16000)
-    mel.load_audio(raw_audio=audio.numpy())
-    image = torch.from_numpy(np.asarray(mel.audio_slice_to_image(0)).copy())
-    out = mel.images_to_audio(image, generator=torch.Generator().manual_seed(0))
-    assert out.shape == ((128 - 1) * 256,)
-    again = mel.audio_to_images(torch.nn.functional.pad(out, (0, mel.slice_size - out.shape[0])))
-    sc = spectral_convergence(mel.images_to_power_mel(image).sqrt(), mel.images_to_power_mel(again).sqrt())
-    assert float(sc) < 0.25
-    # and more iterations help: 2 iterations are clearly worse than 32
-    rough = mel.images_to_audio(image, generator=torch.Generator().manual_seed(0), n_iter=2)
-    again2 = mel.audio_to_images(torch.nn.functional.pad(rough, (0, mel.slice_size - rough.shape[0])))
-    sc2 = spectral_convergence(mel.images_to_power_mel(image).sqrt(), mel.images_to_power_mel(again2).sqrt())
-    assert float(sc2) > float(sc)
+
+    def convergence(image, n_iter=None):
+        out = mel.images_to_audio(image, generator=torch.Generator().manual_seed(0), n_iter=n_iter)
+        assert out.shape == ((128 - 1) * 256,)
+        again = mel.audio_to_images(torch.nn.functional.pad(out, (0, mel.slice_size - out.shape[0])))
+        return float(spectral_convergence(mel.images_to_power_mel(image).sqrt(), mel.images_to_power_mel(again).sqrt()))
+
+    default_iters, two_iters = [], []
+    for clip in range(8):
+        audio, _ = load(tiny_corpus / "audio" / f"clip-{clip:06d}.wav", sr=16000)
+        mel.load_audio(raw_audio=audio.numpy())
+        image = torch.from_numpy(np.asarray(mel.audio_slice_to_image(0)).copy())
+        default_iters.append(convergence(image))
+        two_iters.append(convergence(image, n_iter=2))
+    mean_default, mean_two = sum(default_iters) / 8, sum(two_iters) / 8
+    check_margin("mel_image.roundtrip.mean_spectral_convergence_8_clips", mean_default, 0.25)
+    # and more iterations help: 2 iterations are worse than the default 32 on the same clips
+    check_margin("mel_image.roundtrip.mean_sc_2_iters_vs_32_iters", mean_two, mean_default, above=True)
 
 
 def test_batched_and_wide_images_and_determinism():

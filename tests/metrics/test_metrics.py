@@ -2,16 +2,17 @@ import pytest
 import torch
 
 from soundweave.metrics import median_rank, mel_distance, recall_at_k, si_sdr, spectral_convergence
-from tests.helpers import tone
+from tests.helpers import check_margin, tone
 
 
 def test_si_sdr_values():
     x = tone(440, 1.0).unsqueeze(0)
-    assert si_sdr(x, x).item() > 60
-    assert si_sdr(x, 0.3 * x).item() > 60  # scale invariant
+    check_margin("metrics.si_sdr.identical_db", si_sdr(x, x).item(), 60, above=True)
+    check_margin("metrics.si_sdr.rescaled_db", si_sdr(x, 0.3 * x).item(), 60, above=True)  # scale invariant
     noise = torch.randn_like(x) * x.std()
-    assert si_sdr(x, x + noise).item() == pytest.approx(0.0, abs=0.5)  # equal power noise -> ~0 dB
-    assert si_sdr(x, x + 0.1 * noise).item() == pytest.approx(20.0, abs=0.7)
+    # equal power noise -> ~0 dB; a tenth of its amplitude -> ~20 dB
+    check_margin("metrics.si_sdr.equal_power_noise.abs_error_db", abs(si_sdr(x, x + noise).item() - 0.0), 0.5)
+    check_margin("metrics.si_sdr.tenth_noise.abs_error_db", abs(si_sdr(x, x + 0.1 * noise).item() - 20.0), 0.7)
 
 
 def test_spectral_convergence_and_mel_distance():
@@ -20,7 +21,8 @@ def test_spectral_convergence_and_mel_distance():
     assert spectral_convergence(a, torch.zeros_like(a)).tolist() == pytest.approx([1.0, 1.0])
     x = tone(440, 1.0).unsqueeze(0)
     assert mel_distance(x, x, 16000).item() == 0
-    assert mel_distance(x, tone(880, 1.0).unsqueeze(0), 16000).item() > mel_distance(x, 0.9 * x, 16000).item()
+    check_margin("metrics.mel_distance.octave_vs_rescaled", mel_distance(x, tone(880, 1.0).unsqueeze(0), 16000).item(),
+                 mel_distance(x, 0.9 * x, 16000).item(), above=True)
 
 
 def test_recall_at_k():

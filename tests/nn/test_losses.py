@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from soundweave import contrastive_loss
 from soundweave.errors import ConfigError, ShapeError
 from soundweave.nn.losses import per_token_cosine, regression_loss
+from tests.helpers import check_margin
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,9 +34,9 @@ def test_matches_the_per_position_formula():
 
 def test_perfect_alignment_is_low_and_random_is_near_chance():
     text = torch.randn(8, 6, 32)
-    assert float(contrastive_loss(text.clone(), text, 0.05)) < 0.01
+    check_margin("losses.perfect_alignment.loss", float(contrastive_loss(text.clone(), text, 0.05)), 0.01)
     random = contrastive_loss(torch.randn(8, 6, 32), text, temperature=100.0)
-    assert abs(float(random) - math.log(8)) < 0.05
+    check_margin("losses.random_pairs.abs_gap_to_ln8", abs(float(random) - math.log(8)), 0.05)
 
 
 def test_extra_negatives_and_duplicate_captions():
@@ -43,11 +44,11 @@ def test_extra_negatives_and_duplicate_captions():
     audio = text[:3] + 0.1 * torch.randn(3, 4, 16)
     more = contrastive_loss(audio, text, 0.15)  # 7 extra negatives beyond the 3 pairs
     fewer = contrastive_loss(audio, text[:3], 0.15)
-    assert float(more) >= float(fewer) - 1e-6
+    check_margin("losses.extra_negatives.loss_vs_fewer_negatives", float(more), float(fewer) - 1e-6, above=True)
     # two audios of the same caption point at one row: never each other's negative
     pooled = torch.stack([text[0], text[1]])
     dup = contrastive_loss(torch.stack([text[0], text[0], text[1]]), pooled, 0.05, targets=torch.tensor([0, 0, 1]))
-    assert float(dup) < 0.01
+    check_margin("losses.duplicate_captions.loss", float(dup), 0.01)
 
 
 def test_symmetric_mask_and_regression():
@@ -79,9 +80,9 @@ def test_optimising_the_loss_aligns_sequences():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss.detach()) < 0.2 * first
+    check_margin("losses.optimised.last_loss_vs_0.2_first", float(loss.detach()), 0.2 * first)
     # contrastive only asks each audio to be nearer its own text than the others: cosines rise from ~0
-    assert float(per_token_cosine(audio.detach(), text).mean()) > 0.5
+    check_margin("losses.optimised.mean_cosine", float(per_token_cosine(audio.detach(), text).mean()), 0.5, above=True)
 
 
 def test_bad_input():

@@ -12,11 +12,18 @@ about 1.3% (relative L2), against 0.3% for bf16 (see benchmarks/aligner_latency.
 
 Packed weights are cached per weight tensor and rebuilt when the tensor changes in place (an optimizer
 step) or is replaced.
+
+On a CPU without VNNI / AMX int8 instructions (AVX2, or AVX-512 without VNNI) the products sum pairs of
+u8 x s8 products in saturating int16, which 8-bit activations overflow (a tiny aligner's output fell to
+cosine 0.67 against fp32); activations are then quantized to 7 bits (`reduce_range`, as PyTorch's x86
+qconfig does), which keeps a layer within about 2% of fp32.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import warnings
 
 import torch
@@ -39,6 +46,25 @@ def int8_engine():
         yield engine
     finally:
         torch.backends.quantized.engine = previous
+
+
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below the first one with int8 dot-product instructions
+_NO_VNNI_ISAS = {"SSE41", "AVX", "AVX2", "AVX512_CORE"}
+
+
+@functools.cache
+def int8_reduce_range(engine: str) -> bool:
+    """True when `engine`'s int8 products have no VNNI / AMX here, so 8-bit activations could saturate their
+    int16 pair sums: activations are then quantized to 7 bits. Honours a oneDNN ISA cap (ONEDNN_MAX_CPU_ISA)."""
+    if hasattr(torch.cpu, "get_capabilities"):
+        caps = torch.cpu.get_capabilities()
+        vnni = any(caps.get(flag, False) for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    else:  # older torch: AVX-512 VNNI only
+        vnni = bool(getattr(torch.cpu, "_is_vnni_supported", lambda: True)())
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    if engine in ("onednn", "x86") and cap in _NO_VNNI_ISAS:
+        vnni = False
+    return not vnni
 
 
 def quantize_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -86,5 +112,6 @@ class Int8Linears:
         q, k and v projections). Call inside `int8_engine()`."""
         weights = weight if isinstance(weight, tuple) else (weight,)
         biases = bias if isinstance(bias, tuple) else (bias,) * len(weights)
-        pack = self.packed(weights, biases, torch.backends.quantized.engine)
-        return torch.ops.quantized.linear_dynamic(x.float().contiguous(), pack, False)
+        engine = torch.backends.quantized.engine
+        pack = self.packed(weights, biases, engine)
+        return torch.ops.quantized.linear_dynamic(x.float().contiguous(), pack, int8_reduce_range(engine))
