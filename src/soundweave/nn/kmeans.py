@@ -1,5 +1,5 @@
-"""k-means in torch: k-means++ seeding (in batched rounds) on a sample, then Lloyd iterations over all points (chunked), and
-residual k-means (one codebook per level, each fitted on what the previous levels left).
+"""k-means in torch: k-means++ seeding (in batched rounds) on a sample, then Lloyd iterations over all points
+(chunked), and residual k-means (one codebook per level, each fitted on what the previous levels left).
 
     centroids = kmeans(points (n, d), k=1024, iters=10, generator=g)         # (k, d)
     codebooks = residual_kmeans(points, levels=8, k=1024, generator=g)       # (levels, k, d)
