@@ -72,8 +72,9 @@ def test_tiny_spectral_codec_learns_on_the_corpus(tiny_corpus, tmp_path):
 
 
 def test_tiny_soundstream_learns_on_the_corpus(tiny_corpus, tmp_path):
-    """SoundStream (the waveform codec) also learns, measured on the same held-out clips before and after."""
-    result = train_codec(tiny_corpus, tmp_path / "codec", steps=150, kind="soundstream", preset="tiny",
+    """SoundStream (the waveform codec) learns in seconds: held-out mel distance <= 0.7x the untrained codec's on
+    the same clips (measured 0.55-0.58 over 1 / 2 threads and avx2 at 300 steps)."""
+    result = train_codec(tiny_corpus, tmp_path / "codec", steps=300, kind="soundstream", preset="tiny",
                          progress=False, **HELD_OUT)
     before, after = result.initial_metrics, result.final_metrics
     check_margin("codec.soundstream_tiny.mel_distance_after_vs_0.7x_before", after["mel_distance"],
