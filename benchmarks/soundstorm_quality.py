@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop-seconds", type=float, default=2.0)
+    parser.add_argument("--soundstorm", type=Path, default=None, help="a trained SoundStorm (skips training)")
+    parser.add_argument("--choice-temperature", type=float, default=None,
+                        help="MaskGIT choice noise for generation (default: the model's)")
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--prompt-seconds", type=float, default=1.5)
     parser.add_argument("--total-seconds", type=float, default=4.0)
@@ -64,17 +67,24 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     corpus = ensure_corpus(args.corpus, args.clips, args.seed)
-    if args.codec is None:
+    if args.soundstorm is not None:
+        from soundweave import SoundStorm
+
+        model = SoundStorm.from_pretrained(args.soundstorm).eval()
+        codec, trained, train_s = model.soundstream, None, 0.0
+    elif args.codec is None:
         codec = train_codec(corpus, args.out / "codec", kind="spectral", preset="demo", seed=args.seed,
                             progress=False, eval_clips=0).model
     else:
         codec = load_codec(args.codec)
-    start = time.perf_counter()
-    trained = train_soundstorm(corpus, codec, args.out / "soundstorm", steps=args.steps, batch_size=args.batch_size,
-                               lr=1e-3, seconds=args.crop_seconds, preset="tiny", dim=args.dim, depth=args.depth,
-                               max_seconds=args.minutes * 60, seed=args.seed, progress=False)
-    train_s = time.perf_counter() - start
-    model = trained.model.eval()
+    if args.soundstorm is None:
+        start = time.perf_counter()
+        trained = train_soundstorm(corpus, codec, args.out / "soundstorm", steps=args.steps,
+                                   batch_size=args.batch_size,
+                                   lr=1e-3, seconds=args.crop_seconds, preset="tiny", dim=args.dim,
+                                   depth=args.depth, max_seconds=args.minutes * 60, seed=args.seed, progress=False)
+        train_s = time.perf_counter() - start
+        model = trained.model.eval()
     mulan = MuLaN.from_pretrained(args.mulan).eval()
     rate = mulan.audio.sample_rate
     evaluator = MuLaNEvaluator(corpus, split="test", sample_rate=rate, seconds=args.total_seconds,
@@ -88,7 +98,8 @@ def main() -> None:
         clip = evaluator.audio[i][evaluator.mask[i]]
         prompt = resample(clip[:cut], rate, codec.sample_rate)
         generator = torch.Generator().manual_seed(args.seed + i)
-        out = model.generate(seconds=args.total_seconds, prompt_audio=prompt[None], generator=generator)[0]
+        out = model.generate(seconds=args.total_seconds, prompt_audio=prompt[None], generator=generator,
+                             choice_temperature=args.choice_temperature)[0]
         out = resample(out.float().cpu(), codec.sample_rate, rate)[:total]
         generated[i, : out.shape[-1]] = out
         recon = codec.reconstruct(clip, sample_rate=rate)[0].float().cpu()
@@ -104,9 +115,12 @@ def main() -> None:
     report = {
         "benchmark": "soundstorm_quality", "codec": codec.describe(), "prompts": n,
         "prompt_seconds": args.prompt_seconds, "total_seconds": args.total_seconds,
-        "soundstorm": {"parameters_M": round(model.net.num_parameters() / 1e6, 3), "train_steps": trained.train.step,
-                       "train_s": round(train_s, 1), "train_clips": trained.num_clips,
-                       **{k: round(v, 4) for k, v in trained.metrics.items()}},
+        "soundstorm": {"parameters_M": round(model.net.num_parameters() / 1e6, 3), "train_s": round(train_s, 1),
+                       **({"train_steps": trained.train.step, "train_clips": trained.num_clips,
+                           **{k: round(v, 4) for k, v in trained.metrics.items()}} if trained else
+                          {"model": str(args.soundstorm)})},
+        "choice_temperature": args.choice_temperature if args.choice_temperature is not None
+        else model.config.choice_temperature,
         "generate_s": round(generate_s, 1),
         "instrument_match": {"continuation": round(continued, 4), "real_continuation": round(real, 4),
                              "codec_reconstruction": round(codec_only, 4),

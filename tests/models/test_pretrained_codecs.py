@@ -218,3 +218,29 @@ def test_folders_that_are_not_codecs_are_checkpoint_errors(tmp_path):
         DacCodec.from_pretrained(dac)
     with pytest.raises(CheckpointError, match="does not exist"):
         DacCodec.from_pretrained(tmp_path / "nowhere" / "at" / "all")
+
+
+def test_the_cli_takes_a_transformers_codec_folder(tiny_corpus, tmp_path):
+    """`train soundstorm --codec`, `codec encode|decode` and `eval codec` with a folder transformers wrote."""
+    import numpy as np
+    import soundfile as sf
+
+    from tests.helpers import invoke_cli, parse_json
+
+    folder = tmp_path / "encodec"
+    spread_codebooks(tiny_encodec()).save_pretrained(folder)
+    storm = tmp_path / "storm"
+    result = invoke_cli("train", "soundstorm", "--data", tiny_corpus, "--codec", folder, "--out", storm, "--steps", 2,
+                        "--batch-size", 2, "--seconds", 0.5, "--preset", "tiny", "--dim", 32, "--depth", 1)
+    assert result.exit_code == 0, result.output
+    assert SoundStorm.from_pretrained(storm).soundstream.__class__.__name__ == "EncodecCodec"
+    wav = next((tiny_corpus / "audio").glob("*.wav"))
+    result = invoke_cli("codec", "encode", wav, "--model", folder, "--out", tmp_path / "codes.npy")
+    assert result.exit_code == 0, result.output
+    codes = np.load(tmp_path / "codes.npy")
+    assert codes.dtype == np.int64 and codes.shape[2] == load_codec(folder).num_quantizers
+    result = invoke_cli("codec", "decode", tmp_path / "codes.npy", "--model", folder, "--out", tmp_path / "out.wav")
+    assert result.exit_code == 0 and sf.info(tmp_path / "out.wav").samplerate == SR
+    result = invoke_cli("eval", "codec", "--model", folder, "--data", tiny_corpus, "--max-clips", 2)
+    assert result.exit_code == 0, result.output
+    assert parse_json(result.stdout)["sample_rate"] == SR

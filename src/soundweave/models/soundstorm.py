@@ -248,6 +248,7 @@ class SoundStormConfig:
     schedule: str = "cosine"
     temperature: float = 1.0
     cond_drop_prob: float = 0.0
+    choice_temperature: float = 0.0
 
 
 class SoundStorm(PretrainedModel):
@@ -264,6 +265,8 @@ class SoundStorm(PretrainedModel):
             the last step of every level is greedy (argmax).
         cond_drop_prob: in training, drop all conditioning (semantic and global) of an item with this
             probability, so that `generate(..., cond_scale=s)` can use classifier-free guidance.
+        choice_temperature: Gumbel noise on the confidence that picks which sampled tokens to keep, annealed
+            like the temperature (MaskGIT's randomised choice); 0 keeps the plain confidence ranking.
 
     Citation: Borsos, Sharifi, Vincent, Kharitonov, Zeghidour, Tagliasacchi. "SoundStorm: Efficient Parallel
     Audio Generation", arXiv 2305.09636 (2023).
@@ -271,7 +274,7 @@ class SoundStorm(PretrainedModel):
 
     def __init__(self, net: ConformerWrapper, soundstream: nn.Module | None = None, *, steps: int = 16,
                  steps_per_level: Sequence[int] | None = None, schedule: str = "cosine", temperature: float = 1.0,
-                 cond_drop_prob: float = 0.0):
+                 cond_drop_prob: float = 0.0, choice_temperature: float = 0.0):
         super().__init__()
         if not isinstance(net, ConformerWrapper):
             raise ConfigError(f"SoundStorm needs a ConformerWrapper as its network, got {type(net).__name__}")
@@ -283,7 +286,10 @@ class SoundStorm(PretrainedModel):
         if not 0.0 <= cond_drop_prob < 1.0:
             raise ConfigError(f"cond_drop_prob must be in [0, 1), got {cond_drop_prob}")
         self.net = net
-        self.config = SoundStormConfig(steps, None, schedule, float(temperature), float(cond_drop_prob))
+        if choice_temperature < 0:
+            raise ConfigError(f"choice_temperature must be >= 0, got {choice_temperature}")
+        self.config = SoundStormConfig(steps, None, schedule, float(temperature), float(cond_drop_prob),
+                                       float(choice_temperature))
         if steps_per_level is not None:
             self.config.steps_per_level = self._check_steps(steps_per_level)
         self.soundstream = None
@@ -504,7 +510,7 @@ class SoundStorm(PretrainedModel):
                  schedule: str | None = None, temperature: float | None = None,
                  cond_scale: float = 1.0, generator: torch.Generator | None = None, seed: int | None = None,
                  precision: str = "fp32", return_codes: bool = False, return_list: bool = False,
-                 callback: Callable[[int, int], None] | None = None):
+                 callback: Callable[[int, int], None] | None = None, choice_temperature: float | None = None):
         """Generate codes level by level, coarse to fine, each level by MaskGIT confidence decoding.
 
         Length: `num_latents` frames, or `seconds` (needs a codec), or that of `mask` / the semantic tokens.
@@ -532,6 +538,8 @@ class SoundStorm(PretrainedModel):
         temperature = self.config.temperature if temperature is None else float(temperature)
         if temperature < 0:
             raise ConfigError(f"temperature must be >= 0, got {temperature}")
+        choice_temperature = (self.config.choice_temperature if choice_temperature is None
+                              else float(choice_temperature))
         generator = make_generator(seed, generator, device=dev)
 
         # prompt
@@ -648,7 +656,7 @@ class SoundStorm(PretrainedModel):
                     codes[..., q] = maskgit_decode(level_logits, codes[..., q], fill, mask_id=mask_id,
                                                    steps=level_steps[q], schedule=schedule,
                                                    temperature=temperature, generator=generator,
-                                                   masked_only=True)
+                                                   masked_only=True, choice_temperature=choice_temperature)
         finally:
             self.train(was_training)
         codes = codes.masked_fill(~valid[..., None], 0)

@@ -111,12 +111,17 @@ def keep_most_confident(confidence: torch.Tensor, candidates: torch.Tensor, k: t
 def maskgit_decode(logits_fn: Callable[..., torch.Tensor], tokens: torch.Tensor, fill: torch.Tensor,
                    *, mask_id: int, steps: int, schedule: str = "cosine", temperature: float = 1.0,
                    generator: torch.Generator | None = None, greedy_last: bool = True,
-                   masked_only: bool = False) -> torch.Tensor:
+                   masked_only: bool = False, choice_temperature: float = 0.0) -> torch.Tensor:
     """Fill the positions `fill` `(B, N)` of `tokens` `(B, N)` in `steps` forward passes; returns new tokens.
 
     Positions outside `fill` are left exactly as they are. At step s the sampling temperature is
-    `temperature * (1 - s / steps)`; confidence is the log-probability of the sampled token.
+    `temperature * (1 - s / steps)`; confidence is the log-probability of the sampled token, plus - with
+    `choice_temperature` > 0 - Gumbel noise scaled by `choice_temperature * (1 - s / steps)` (MaskGIT's
+    randomised choice of which tokens to keep: without it an undertrained model commits its single most
+    confident token everywhere first, and a whole level collapses to it).
     """
+    if choice_temperature < 0:
+        raise ConfigError(f"choice_temperature must be >= 0, got {choice_temperature}")
     if tokens.shape != fill.shape or tokens.ndim != 2:
         raise ShapeError(f"tokens and fill must both be (B, N), got {tuple(tokens.shape)} and {tuple(fill.shape)}")
     if steps < 1:
@@ -145,6 +150,11 @@ def maskgit_decode(logits_fn: Callable[..., torch.Tensor], tokens: torch.Tensor,
             confidence = torch.full(tokens.shape, float("-inf"), device=tokens.device)
             # log-probability of the drawn token: its logit minus the row's log-sum-exp
             chosen = logits.gather(-1, drawn[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+            noise = annealed_temperature(choice_temperature, step, steps)
+            if noise > 0:
+                uniform = torch.rand(chosen.shape, generator=generator, device=generator.device if generator else
+                                     chosen.device).to(chosen.device)
+                chosen = chosen + noise * -torch.log(-torch.log(uniform.clamp(1e-10, 1 - 1e-10)))
             confidence = confidence.masked_scatter(still, chosen)
             k = still.sum(dim=-1) - num_still_masked(total, step, steps, schedule)
             accept = keep_most_confident(confidence, still, k.clamp(min=0))
