@@ -33,7 +33,7 @@ _EXPORTS: dict[str, str] = {
     "DacCodec": "soundweave.models.codecs.pretrained",
     "MimiCodec": "soundweave.models.codecs.pretrained",
     "Conformer": "soundweave.nn.conformer",
-    "ConformerWrapper": "soundweave.models.soundstorm",
+    "ConformerWrapper": "soundweave.models.conformer_wrapper",
     "SoundStorm": "soundweave.models.soundstorm",
     # capability 4 (MusicLM: SemanticTokenizer, SemanticTransformer, AudioLM, MusicLM) is not built yet
     # capability 5: mel diffusion
