@@ -25,6 +25,7 @@ replacement, quantizer dropout).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -37,7 +38,6 @@ from ...audio.io import check_sample_rate
 from ...errors import ConfigError
 from ...nn.conv import WaveDecoder, WaveEncoder
 from ...nn.local_attention import LocalTransformer
-from ...nn.rvq import quiet_kmeans_init
 from ...nn.spectral_losses import MultiResolutionSTFTLoss, MultiScaleMelLoss
 from ..base import PretrainedModel
 from .base import Codec
@@ -106,6 +106,30 @@ class SoundStreamConfig:
                               f"got {self.rq_quantize_dropout_cutoff_index}")
         if not 0.0 < self.rq_ema_decay < 1.0:
             raise ConfigError(f"rq_ema_decay must be in (0, 1), got {self.rq_ema_decay}")
+
+
+def quiet_kmeans_init(vq_layers):
+    """A context that mutes vector-quantize-pytorch's "k-means init received fewer vectors than codes"
+    warning while any of `vq_layers` still waits for its k-means init: with small batches (and quantizer
+    dropout initialising deeper levels later) it is expected, and dead-code replacement re-seeds
+    duplicated codes from later batches."""
+    pending = any(not bool(layer._codebook.initted) for layer in vq_layers)
+    try:
+        from loguru import logger
+    except ImportError:  # pragma: no cover - a dependency of vector-quantize-pytorch
+        logger = None
+    if not pending or logger is None:
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def muted():
+        logger.disable("vector_quantize_pytorch")
+        try:
+            yield
+        finally:
+            logger.enable("vector_quantize_pytorch")
+
+    return muted()
 
 
 @dataclass
