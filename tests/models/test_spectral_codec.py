@@ -5,7 +5,7 @@ import torch
 
 from soundweave import SoundStorm, SpectralCodec, load_codec
 from soundweave.errors import CheckpointError, ConfigError, ShapeError
-from soundweave.models.codecs.spectral import code_usage
+from soundweave.metrics import code_usage
 from tests.helpers import tone
 
 SMALL = dict(sample_rate=8000, hop_length=80, n_mels=32, num_quantizers=3, codebook_size=16, griffin_lim_iters=4)

@@ -7,8 +7,7 @@ import torch
 
 from soundweave import SoundStream, SpectralCodec, load_codec
 from soundweave.errors import CheckpointError, ConfigError, DataError
-from soundweave.metrics import mel_distance
-from soundweave.models.codecs.spectral import code_usage
+from soundweave.metrics import code_usage, mel_distance
 from soundweave.training.codec import (
     PRESETS,
     AdversarialCodec,
@@ -147,6 +146,8 @@ def test_bad_training_inputs(tiny_corpus, tmp_path):
         train_codec(tiny_corpus, tmp_path / "b", steps=2, preset="huge")
     with pytest.raises(ConfigError, match="kind"):
         train_codec(tiny_corpus, tmp_path / "b", steps=2, kind="wavenet")
+    with pytest.raises(ConfigError, match="adversarial"):
+        train_codec(tiny_corpus, tmp_path / "b", kind="spectral", preset="tiny", adversarial=True)
     with pytest.raises(ConfigError, match="kmeans_iters"):
         train_codec(tiny_corpus, tmp_path / "b", kind="spectral", preset="tiny", kmeans_iters=0)
     with pytest.raises(ConfigError):

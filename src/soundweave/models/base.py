@@ -28,6 +28,11 @@ WEIGHTS_NAME = "model.safetensors"
 _REGISTRY: dict[str, type[PretrainedModel]] = {}
 
 
+def looks_like_hub_id(name: str) -> bool:
+    """'org/name' (one slash, not a relative or absolute path)."""
+    return name.count("/") == 1 and not name.startswith((".", "/", "~"))
+
+
 def resolve_pretrained(path_or_id: str | os.PathLike, *, revision: str | None = None,
                        allow_patterns: list[str] | None = None) -> Path:
     """A local folder as is, else a Hugging Face hub id downloaded to the cache (needs network)."""
@@ -37,8 +42,7 @@ def resolve_pretrained(path_or_id: str | os.PathLike, *, revision: str | None = 
     name = str(path_or_id)
     if path.exists():
         raise CheckpointError(f"{name!r} is a file; from_pretrained needs a model folder or a hub id")
-    looks_like_id = name.count("/") == 1 and not name.startswith((".", "/", "~"))
-    if not looks_like_id:
+    if not looks_like_hub_id(name):
         raise CheckpointError(f"model folder {name!r} does not exist (and is not a hub id like 'org/name')")
     try:
         from huggingface_hub import snapshot_download

@@ -1,14 +1,14 @@
 """Training and evaluation of soundweave's codecs: the fast `SpectralCodec` (default) and `SoundStream`.
 
-    result = train_codec("corpus/", "runs/codec", steps=600)                  # SpectralCodec, "demo" preset
+    result = train_codec("corpus/", "runs/codec")                             # SpectralCodec: residual k-means
     result = train_codec("corpus/", "runs/ss", steps=300, kind="soundstream")  # the waveform codec
     result.model.encode(audio)                       # the trained codec (also saved in out_dir)
     evaluate_codec(result.model, "corpus/", split="test")   # SI-SDR, mel distance, bitrate, RTF
 
-Each codec computes its own losses (`compute_loss`). `SoundStream`: waveform L1, SoundStream's multi-scale
-mel loss, multi-resolution STFT loss and the RVQ commitment loss; `SpectralCodec` adds a log-magnitude loss
-on its predicted STFT frames. With `adversarial=True` a multi-scale STFT
-discriminator joins (hinge losses + feature matching). Both networks update in the same optimizer
+`SpectralCodec` learns only its codebooks, by residual k-means on the train split's log-mel frames (seconds).
+`SoundStream` trains with the shared `Trainer` on its own losses (`compute_loss`): waveform L1, SoundStream's
+multi-scale mel loss, multi-resolution STFT loss and the RVQ commitment loss. With `adversarial=True` a
+multi-scale STFT discriminator joins (hinge losses + feature matching). Both networks update in the same optimizer
 step: the generator's adversarial terms see the discriminator through detached parameters
 (`torch.func.functional_call`) and the discriminator's loss sees detached reconstructions, so one
 backward pass gives each network exactly its own gradient - and the shared `Trainer` (checkpoints,
@@ -79,15 +79,12 @@ KINDS: dict[str, tuple[type, dict[str, dict[str, Any]]]] = {
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {kind: presets for kind, (_, presets) in KINDS.items()}
 
-# training defaults per (kind, preset): crop length (s), batch size, learning rate
-PRESET_TRAINING: dict[str, dict[str, dict[str, float]]] = {
-    "soundstream": {
-        "tiny": dict(seconds=0.25, batch_size=8, lr=3e-3),
-        "demo": dict(seconds=0.5, batch_size=8, lr=2e-3),
-        "base": dict(seconds=1.0, batch_size=8, lr=3e-4),
-    },
-    # SpectralCodec fits k-means (no optimizer)
-    "spectral": {"tiny": {}, "demo": {}, "base": {}},
+# SoundStream training defaults per preset: crop length (s), batch size, learning rate (SpectralCodec has no
+# optimizer)
+PRESET_TRAINING: dict[str, dict[str, float]] = {
+    "tiny": dict(seconds=0.25, batch_size=8, lr=3e-3),
+    "demo": dict(seconds=0.5, batch_size=8, lr=2e-3),
+    "base": dict(seconds=1.0, batch_size=8, lr=3e-4),
 }
 
 TRAIN_STATE = "codec_train.json"
@@ -120,7 +117,7 @@ class AdversarialCodec(nn.Module):
     `SoundStream.forward`, so the same step function trains either.
     """
 
-    def __init__(self, codec: Codec, fft_sizes=(2048, 1024, 512), channels: int = 32,
+    def __init__(self, codec: SoundStream, fft_sizes=(2048, 1024, 512), channels: int = 32,
                  adversarial_weight: float = 1.0, feature_weight: float = 2.0):
         super().__init__()
         self.codec = codec
@@ -314,10 +311,13 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
     cls, presets = _check_kind(kind)
     if preset not in presets:
         raise ConfigError(f"unknown codec preset {preset!r}; choose one of {sorted(presets)}")
-    defaults = PRESET_TRAINING[kind][preset]
     if cls is SpectralCodec:
+        if adversarial:
+            raise ConfigError("adversarial=True trains a discriminator against a learned decoder; SpectralCodec has "
+                              "none (it fits k-means codebooks) - use kind='soundstream'")
         return _fit_spectral(data_dir, out_dir, kmeans_iters, preset, model_config, init_from, seed, eval_clips,
                              eval_seconds, eval_split, progress)
+    defaults = PRESET_TRAINING[preset]
     if init_from is not None:
         codec = cls.from_pretrained(init_from)
         codec.train()

@@ -74,6 +74,11 @@ class Codec:
             audio = audio[None]
         return audio.to(self.device)
 
+    def _pad_to_hop(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, ceil(T / hop) * hop): zeros on the right, so every frame is whole."""
+        pad = (-audio.shape[-1]) % self.hop_length
+        return torch.nn.functional.pad(audio, (0, pad)) if pad else audio
+
     def _check_num_quantizers(self, num_quantizers: int | None) -> int:
         q = self.num_quantizers if num_quantizers is None else num_quantizers
         if isinstance(q, bool) or not isinstance(q, numbers.Integral) or not 1 <= q <= self.num_quantizers:

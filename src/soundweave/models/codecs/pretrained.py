@@ -37,12 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import CheckpointError, ConfigError
-from ..base import PretrainedModel
+from ..base import PretrainedModel, looks_like_hub_id
 from .base import Codec
-
-
-def _looks_like_hub_id(name: str) -> bool:
-    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).expanduser().exists()
 
 
 def download_hint(name: str) -> str:
@@ -147,7 +143,7 @@ class TransformersCodec(Codec, PretrainedModel):
             raise ConfigError(f"unknown {cls.__name__} option(s) {sorted(unknown)}; accepted: {cls.setting!r}")
         name = str(path_or_id)
         local = Path(name).expanduser()
-        if not local.is_dir() and not _looks_like_hub_id(name):
+        if not local.is_dir() and (local.exists() or not looks_like_hub_id(name)):
             what = "is a file" if local.exists() else "does not exist"
             raise CheckpointError(f"codec folder {name!r} {what} (and is not a hub id like 'facebook/encodec_24khz')")
         source = str(local) if local.is_dir() else name
@@ -195,9 +191,8 @@ class TransformersCodec(Codec, PretrainedModel):
 
     def _encode(self, audio: torch.Tensor, num_quantizers: int) -> torch.Tensor:
         """audio (B, T) -> codes (B, N, Q) with N = ceil(T / hop) (the tail zero-padded)."""
-        length = audio.shape[-1]
-        frames = math.ceil(length / self.hop_length)
-        padded = F.pad(audio.float(), (0, frames * self.hop_length - length))[:, None]
+        frames = math.ceil(audio.shape[-1] / self.hop_length)
+        padded = self._pad_to_hop(audio.float())[:, None]
         codes = self._encode_padded(padded, num_quantizers)
         if codes.shape[-1] != frames:
             raise ConfigError(f"{type(self).__name__}: the model gave {codes.shape[-1]} frames for {padded.shape[-1]} "

@@ -195,10 +195,6 @@ class SoundStream(Codec, PretrainedModel):
     def codebook_dim(self) -> int:
         return self.config.codebook_dim
 
-    def _pad_to_hop(self, audio: torch.Tensor) -> torch.Tensor:
-        pad = (-audio.shape[-1]) % self.hop_length
-        return F.pad(audio, (0, pad)) if pad else audio
-
     # -- the network, piece by piece (differentiable) ---------------------------------------------------
     def encode_latents(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, T) with T a multiple of hop -> continuous latents (B, N, D)."""

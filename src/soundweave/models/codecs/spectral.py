@@ -119,10 +119,6 @@ class SpectralCodec(Codec, PretrainedModel):
         return self.codebooks.device
 
     # -- analysis -------------------------------------------------------------------------------------------
-    def _pad_to_hop(self, audio: torch.Tensor) -> torch.Tensor:
-        pad = (-audio.shape[-1]) % self.hop_length
-        return torch.nn.functional.pad(audio, (0, pad)) if pad else audio
-
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, T) at the codec's rate -> log-mel frames (B, N, n_mels), N = ceil(T / hop), frame i centred at
         i * hop."""
@@ -173,8 +169,8 @@ class SpectralCodec(Codec, PretrainedModel):
         c = self.config
         self.codebooks.copy_(residual_kmeans(points, c.num_quantizers, c.codebook_size, iters,
                                              generator=generator).to(self.codebooks))
-        one, _ = self.quantize(points[None], 1)
-        full, _ = self.quantize(points[None])
+        full, codes = self.quantize(points[None])
+        one = self.codes_to_frames(codes[..., :1])
         return {"frames": int(points.shape[0]), "error_1_level": float((one[0] - points).abs().mean()),
                 "error_all_levels": float((full[0] - points).abs().mean())}
 
@@ -199,15 +195,4 @@ class SpectralCodec(Codec, PretrainedModel):
         return self.frames_to_audio(self.codes_to_frames(codes))
 
 
-def code_usage(codes: torch.Tensor, codebook_size: int) -> list[dict[str, float]]:
-    """Per level: how many distinct codes `codes` (B, N, Q) use, and the perplexity of their distribution."""
-    flat = codes.reshape(-1, codes.shape[-1])
-    levels = []
-    for level in range(flat.shape[-1]):
-        counts = torch.bincount(flat[:, level].clamp_min(0), minlength=codebook_size).float()
-        p = counts[counts > 0] / counts.sum().clamp_min(1)
-        levels.append({"used": int((counts > 0).sum()), "perplexity": round(float(torch.exp(-(p * p.log()).sum())), 2)})
-    return levels
-
-
-__all__ = ["SpectralCodec", "SpectralCodecConfig", "code_usage"]
+__all__ = ["SpectralCodec", "SpectralCodecConfig"]
