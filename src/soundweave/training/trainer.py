@@ -14,6 +14,13 @@ steps. A step is one optimizer update (= `grad_accum` micro-batches).
 Under `accelerate launch --multi_gpu --num_processes N` (without GPUs it starts N CPU processes on gloo) it
 runs unchanged: each process gets a different shard of
 every global batch and gradients are averaged.
+
+Streaming data: `train_dataset` may be a `torch.utils.data.IterableDataset` (`soundweave.data.shards`:
+WebDataset shards, HF streaming) that splits itself across processes and workers. Its loader then gives each
+process batches of `batch_size / N` (not passed through `accelerator.prepare`, which would make every process
+read every sample); an epoch ends for all processes when the first one runs out (no process waits for a
+batch that never comes); `set_epoch(epoch)` is called at each epoch and, on resume,
+`skip_batches(batches_done_in_epoch, per_process_batch)` so the stream continues where it was.
 """
 
 from __future__ import annotations
@@ -32,12 +39,12 @@ import torch
 from accelerate import Accelerator
 from accelerate.data_loader import skip_first_batches
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, send_to_device, set_seed
 from safetensors.torch import load_model, save_model
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, DataError
 from .checkpoint import (
     EMA_NAME,
     MODEL_NAME,
@@ -166,7 +173,9 @@ class Trainer:
                  on_save: Callable[[nn.Module, Path], None] | None = None):
         self.config = config
         self.step_fn, self.eval_fn, self.on_save = step_fn, eval_fn, on_save
-        if len(train_dataset) == 0:
+        self.streaming = isinstance(train_dataset, IterableDataset)
+        self.train_dataset = train_dataset
+        if not self.streaming and len(train_dataset) == 0:
             raise ConfigError("the training dataset is empty")
         # Accelerate keeps its settings in process-wide singletons; start each Trainer from a clean slate so
         # one run's precision/accumulation never leaks into the next (one Trainer at a time per process).
@@ -184,16 +193,24 @@ class Trainer:
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "trainer_config.json").write_text(json.dumps(asdict(config), indent=2))
-        self.sampler = EpochSampler(len(train_dataset), seed=config.seed)
         per_process = max(1, config.batch_size // self.accelerator.num_processes)
-        if len(train_dataset) < per_process * self.accelerator.num_processes and config.drop_last:
-            raise ConfigError(f"dataset has {len(train_dataset)} items, fewer than one batch of {config.batch_size}")
-        loader = DataLoader(train_dataset, batch_size=per_process * self.accelerator.num_processes,
-                            sampler=self.sampler, collate_fn=collate_fn, num_workers=config.num_workers,
-                            drop_last=config.drop_last,
-                            # its own generator: creating an iterator then never draws from the global RNG,
-                            # which keeps a resumed run's dropout/noise draws identical to the original's
-                            generator=torch.Generator().manual_seed(config.seed))
+        self.per_process_batch = per_process
+        if self.streaming:
+            self.sampler = None
+            loader = DataLoader(train_dataset, batch_size=per_process, collate_fn=collate_fn,
+                                num_workers=config.num_workers, drop_last=True,
+                                generator=torch.Generator().manual_seed(config.seed))  # as below
+        else:
+            self.sampler = EpochSampler(len(train_dataset), seed=config.seed)
+            if len(train_dataset) < per_process * self.accelerator.num_processes and config.drop_last:
+                raise ConfigError(f"dataset has {len(train_dataset)} items, fewer than one batch of "
+                                  f"{config.batch_size}")
+            loader = DataLoader(train_dataset, batch_size=per_process * self.accelerator.num_processes,
+                                sampler=self.sampler, collate_fn=collate_fn, num_workers=config.num_workers,
+                                drop_last=config.drop_last,
+                                # its own generator: creating an iterator then never draws from the global RNG,
+                                # which keeps a resumed run's dropout/noise draws identical to the original's
+                                generator=torch.Generator().manual_seed(config.seed))
         params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
         if not params:
             raise ConfigError("the model has no trainable parameters")
@@ -201,7 +218,11 @@ class Trainer:
                                                    weight_decay=config.weight_decay)
         self.scheduler = make_scheduler(optimizer, config.warmup_steps, config.max_steps, config.lr_schedule,
                                         config.min_lr_ratio)
-        self.model, self.optimizer, self.loader = self.accelerator.prepare(model, optimizer, loader)
+        if self.streaming:
+            self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+            self.loader = loader
+        else:
+            self.model, self.optimizer, self.loader = self.accelerator.prepare(model, optimizer, loader)
         self.ema = EMA(self.unwrapped_model, config.ema_decay) if config.ema_decay else None
         self.step = 0
         self.epoch = 0
@@ -222,8 +243,36 @@ class Trainer:
         return self.ema.ema_model if self.ema else self.unwrapped_model
 
     @property
-    def steps_per_epoch(self) -> int:
+    def steps_per_epoch(self) -> int | None:
+        if self.streaming:
+            return None  # a stream's length is not known in advance
         return max(1, len(self.loader) // self.config.grad_accum)
+
+    def _epoch_batches(self):
+        """This epoch's batches: the prepared loader (skipping into a resumed epoch), or for a stream its own
+        loader, stopped on every process as soon as one process has no further batch."""
+        if not self.streaming:
+            self.sampler.use_epoch(self.epoch)
+            yield from (skip_first_batches(self.loader, self.batch_in_epoch) if self.batch_in_epoch else self.loader)
+            return
+        acc, data = self.accelerator, self.train_dataset
+        if hasattr(data, "set_epoch"):
+            data.set_epoch(self.epoch)
+        if hasattr(data, "skip_batches"):
+            data.skip_batches(self.batch_in_epoch, self.per_process_batch)
+        elif self.batch_in_epoch:
+            raise CheckpointError("this stream cannot skip ahead (no skip_batches), so it cannot resume mid-epoch")
+        iterator = iter(self.loader)
+        while True:
+            batch = next(iterator, None)
+            if acc.num_processes > 1:
+                have = torch.tensor([0 if batch is None else 1], device=acc.device)
+                torch.distributed.all_reduce(have, op=torch.distributed.ReduceOp.MIN)
+                if int(have) == 0:
+                    return
+            elif batch is None:
+                return
+            yield send_to_device(batch, acc.device)
 
     # -- checkpoints --------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
@@ -308,10 +357,8 @@ class Trainer:
         with progress:
             end = min(cfg.max_steps, stop_at or cfg.max_steps)
             while self.step < end:
-                self.sampler.use_epoch(self.epoch)
-                loader = skip_first_batches(self.loader, self.batch_in_epoch) if self.batch_in_epoch else self.loader
-                finished_epoch = True
-                for batch in loader:
+                finished_epoch, batches_at_start = True, self.batch_in_epoch
+                for batch in self._epoch_batches():
                     with acc.accumulate(self.model):
                         with acc.autocast():
                             loss, logs = self._split(self.step_fn(self.model, batch))
@@ -357,6 +404,9 @@ class Trainer:
                         finished_epoch = False
                         break
                 if finished_epoch:
+                    if self.streaming and self.batch_in_epoch == batches_at_start == 0:
+                        raise DataError(f"the training stream gave no batch of {self.per_process_batch} in epoch "
+                                        f"{self.epoch} (fewer clips than one batch per process?)")
                     self.epoch += 1
                     self.batch_in_epoch = 0
         if cfg.save_every and (result.checkpoint is None or self.step % cfg.save_every):
