@@ -26,7 +26,8 @@ def _channels(text: str) -> tuple[int, ...] | None:
 @train_app.command("mel-diffusion")
 def train_mel_diffusion_command(
     data: str = typer.Option(..., "--data", help="A manifest folder (captions.jsonl + audio) or a Hugging Face "
-                             "audio dataset (saved folder, audiofolder, or hub name)."),
+                             "audio dataset (saved folder, audiofolder, or hub name); streamed: WebDataset shards "
+                             "(a `soundweave data shard` folder, brace pattern or URLs) or hf://datasets/NAME."),
     out: Path = typer.Option(..., "--out", help="Output folder: checkpoints, samples/, logs and, at the end, the "
                              "pipeline (unet/, scheduler/, mel/)."),
     from_pretrained: str = typer.Option("", "--from", help="Fine-tune this pipeline folder or hub id "

@@ -14,8 +14,10 @@ from .groups import app, eval_app, train_app
 
 @train_app.command("mulan")
 def train_mulan_cmd(
-    data: Path = typer.Option(
-        ..., "--data", help="Manifest folder (audio + captions.jsonl), e.g. from `soundweave data synth`."
+    data: str = typer.Option(
+        ..., "--data", help="Manifest folder (audio + captions.jsonl), e.g. from `soundweave data synth`; or "
+        "WebDataset shards (a folder from `soundweave data shard`, 'DIR/train-{000000..000099}.tar', http(s):// "
+        "URLs) or hf://datasets/NAME, streamed."
     ),
     out: Path = typer.Option(
         ..., "--out", help="Run folder: checkpoints, log.csv, eval.csv and the final model/."

@@ -14,7 +14,9 @@ from .groups import generate_app, train_app
 
 @train_app.command("soundstorm")
 def train_soundstorm_cmd(
-        data: Path = typer.Option(..., "--data", help="Manifest folder (audio + captions.jsonl) to train on."),
+        data: str = typer.Option(..., "--data", help="Manifest folder (audio + captions.jsonl) to train on, or "
+                                 "WebDataset shards with codes of --codec (`soundweave data shard ... --codec`), "
+                                 "streamed: a shard folder, a brace pattern or URLs."),
         codec: Path = typer.Option(..., "--codec", help="Trained codec folder (e.g. from `soundweave train codec`)."),
         out: Path = typer.Option(..., "--out", help="Output folder: the model, checkpoints, logs, cached codes."),
         steps: int = typer.Option(2000, "--steps", help="Optimizer steps."),

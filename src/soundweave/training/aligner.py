@@ -418,8 +418,9 @@ def train_aligner(data: str | os.PathLike, out_dir: str | os.PathLike, *, text_e
     result = trainer.fit(resume=resume)
     final = trainer.eval_model
     final.eval()
-    aligner_dir = final.save_pretrained(out / "aligner")
-    (aligner_dir / TARGET_ENCODER_FILE).write_text(json.dumps({
+    aligner_dir = out / "aligner"
+    trainer.run_on_main(final.save_pretrained, aligner_dir)  # one writer under several processes
+    trainer.run_on_main((aligner_dir / TARGET_ENCODER_FILE).write_text, json.dumps({
         "text_encoder": encoder.name, "target_len": encoder.target_len, "target_dim": encoder.dim,
         "note": "the aligner's output stands in for this text encoder's last_hidden_state"}, indent=2))
     after = result.evals[-1] if result.evals else {}
@@ -430,7 +431,7 @@ def train_aligner(data: str | os.PathLike, out_dir: str | os.PathLike, *, text_e
                "target": [encoder.target_len, encoder.dim], "before": before, "after": after,
                "final_loss": None if math.isnan(result.last_loss) else result.last_loss,
                "loss": asdict(loss), "aligner_parameters": final.num_parameters()}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    trainer.run_on_main((out / "metrics.json").write_text, json.dumps(summary, indent=2))
     return AlignerTrainResult(aligner=final, train=result, out_dir=out, aligner_dir=aligner_dir, before=before,
                               after=after)
 

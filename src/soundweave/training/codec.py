@@ -361,10 +361,10 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
     trained = _unwrap(trainer.eval_model)
     trained.eval()
     final = reconstruction_metrics(trained, eval_audio) if eval_audio else {}
-    trained.save_pretrained(out_dir)
+    trainer.run_on_main(trained.save_pretrained, out_dir)  # one writer under several processes
     state.update(final_step=train.step, initial_metrics=initial, final_metrics=final,
                  device=str(pick_device(device)), elapsed_s=round(train.elapsed, 2))
-    state_file.write_text(json.dumps(state, indent=2, default=str))
+    trainer.run_on_main(state_file.write_text, json.dumps(state, indent=2, default=str))
     return CodecTrainResult(model=trained, out_dir=out_dir, train=train, initial_metrics=initial, final_metrics=final)
 
 
@@ -414,7 +414,7 @@ def _fit(trainer: Trainer, resume: bool, max_seconds: float | None, steps: int) 
         total.evals += part.evals
         total.checkpoint = part.checkpoint or total.checkpoint
         total.step = part.step
-        elapsed = time.perf_counter() - start
+        elapsed = trainer.main_value(time.perf_counter() - start)  # every process takes the same decision
         if trainer.step >= steps or elapsed >= max_seconds:
             break
         per_step = elapsed / max(1, trainer.step - first_step)

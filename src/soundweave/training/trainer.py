@@ -39,7 +39,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.data_loader import skip_first_batches
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import DataLoaderConfiguration, send_to_device, set_seed
+from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, send_to_device, set_seed
 from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
@@ -237,6 +237,21 @@ class Trainer:
     def unwrapped_model(self) -> nn.Module:
         return self.accelerator.unwrap_model(self.model)
 
+    def main_value(self, value: Any) -> Any:
+        """The main process's `value`, on every process: decisions that must agree (a wall-time budget, a chunk
+        size) are taken from it so no process waits in a collective the others never reach."""
+        if self.accelerator.num_processes == 1:
+            return value
+        box = [value]
+        broadcast_object_list(box, from_process=0)
+        return box[0]
+
+    def run_on_main(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
+        """Run `fn` (e.g. saving the final model) on the main process only; every process waits for it."""
+        out = fn(*args, **kwargs) if self.is_main else None
+        self.accelerator.wait_for_everyone()
+        return out
+
     @property
     def eval_model(self) -> nn.Module:
         """The weights to evaluate and publish: the EMA copy when EMA is on, else the trained model."""
@@ -324,7 +339,8 @@ class Trainer:
         return loss, {k: float(v) for k, v in logs.items() if isinstance(v, (int, float, torch.Tensor))}
 
     def evaluate(self) -> dict[str, float]:
-        if self.eval_fn is None:
+        """`eval_fn` on the main process (the others return {}: they would compute the same figures)."""
+        if self.eval_fn is None or not self.is_main:
             return {}
         model = self.eval_model
         was_training = model.training
