@@ -51,6 +51,7 @@ def train_mulan_cmd(
         0, "--eval-every", help="Evaluate on the valid split every K steps (0 = off)."
     ),
     save_every: int = typer.Option(0, "--save-every", help="Checkpoint every K steps (0 = only at the end)."),
+    log_every: int = typer.Option(10, "--log-every", help="Write a row of log.csv every K steps."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
     seed: int = typer.Option(0, "--seed", help="Seed for data order and initialisation."),
 ) -> None:
@@ -75,6 +76,7 @@ def train_mulan_cmd(
         ema_decay=ema or None,
         eval_every=eval_every,
         save_every=save_every or steps,
+        log_every=log_every,
         resume=resume,
         seed=seed,
     )

@@ -33,6 +33,7 @@ def train_soundstorm_cmd(
         ema: float = typer.Option(0.0, "--ema", help="EMA decay of the saved weights (0 = off, e.g. 0.999)."),
         eval_every: int = typer.Option(0, "--eval-every", help="Validation every N steps (0 = only at the end)."),
         save_every: int = typer.Option(500, "--save-every", help="Checkpoint every N steps (0 = never)."),
+        log_every: int = typer.Option(10, "--log-every", help="Write a row of log.csv every N steps."),
         filter_: str = typer.Option("", "--filter", help="Only clips with this tag, e.g. instrument=piano."),
         seed: int = typer.Option(0, "--seed", help="Seed for data order, masks and initialisation.")) -> None:
     """Train SoundStorm on the codes of a trained codec (codes are computed once and cached in OUT/codes)."""
@@ -42,7 +43,7 @@ def train_soundstorm_cmd(
     result = train_soundstorm(data, codec, out, steps=steps, batch_size=batch_size, lr=lr,
                               seconds=seconds if seconds > 0 else None, preset=preset, dim=dim, depth=depth,
                               generation_steps=generation_steps, bf16=bf16, resume=resume, seed=seed,
-                              ema_decay=ema or None, eval_every=eval_every, save_every=save_every,
+                              ema_decay=ema or None, eval_every=eval_every, save_every=save_every, log_every=log_every,
                               where=parse_filter(filter_) or None, progress=True)
     losses = result.train.losses
     print_json({"steps": result.train.step, "clips": result.num_clips,

@@ -23,6 +23,7 @@ interrupted one; with another layout the same number of global batches is skippe
 
 from __future__ import annotations
 
+import copy
 import io
 import itertools
 import json
@@ -266,7 +267,7 @@ class _Stream(IterableDataset):
     """Epochs, resume and item building shared by the shard and HF streams."""
 
     def __init__(self, sample_rate: int | None, seconds: float | None, crop: str, seed: int,
-                 shuffle_buffer: int, where: dict[str, str] | Callable | None):
+                 shuffle_buffer: int, where: dict[str, str] | Callable | None, split_nodes: bool = True):
         if crop not in CROPS:
             raise DataError(f"crop must be one of {CROPS}, got {crop!r}")
         if seconds is not None and sample_rate is None:
@@ -276,6 +277,7 @@ class _Stream(IterableDataset):
         self.sample_rate = check_sample_rate(sample_rate) if sample_rate is not None else None
         self.seconds, self.crop, self.seed, self.shuffle_buffer = seconds, crop, seed, shuffle_buffer
         self.where = where
+        self.split_nodes = split_nodes  # False: every process reads the whole stream (evaluation, vocabularies)
         self.epoch = 0
         self.skip = (0, 1)  # (batches already done by this process in this epoch, per-process batch size)
 
@@ -327,8 +329,8 @@ class ShardStream(_Stream):
     def __init__(self, urls: str | os.PathLike | Sequence[str], split: str | None = "train",
                  sample_rate: int | None = None, seconds: float | None = None, crop: str = "random",
                  seed: int = 0, shuffle: bool = True, shuffle_buffer: int = 100, decode_audio: bool = True,
-                 where: dict[str, str] | Callable | None = None):
-        super().__init__(sample_rate, seconds, crop, seed, shuffle_buffer if shuffle else 0, where)
+                 where: dict[str, str] | Callable | None = None, split_nodes: bool = True):
+        super().__init__(sample_rate, seconds, crop, seed, shuffle_buffer if shuffle else 0, where, split_nodes)
         self.urls, self.index = resolve_shards(urls, split)
         if not self.urls:
             raise DataError(f"no shards in {str(urls)!r}")
@@ -353,13 +355,14 @@ class ShardStream(_Stream):
     def _pipeline(self, epoch: int, role: int, workers: int):
         import webdataset as wds
 
-        rank, world = _rank_world()
+        rank, world = _rank_world() if self.split_nodes else (0, 1)
         worker = role
 
         def split_by_role(src):  # wds.split_by_worker, with the worker's role after a resume (see _role)
             yield from itertools.islice(src, role, None, workers)
 
-        stages = [wds.SimpleShardList(self.shard_order(epoch)), wds.split_by_node, split_by_role,
+        stages = [wds.SimpleShardList(self.shard_order(epoch)), *([wds.split_by_node] if self.split_nodes else []),
+                  split_by_role,
                   wds.tarfile_to_samples(handler=wds.reraise_exception)]
         if self.shuffle_buffer > 1:
             rng = random.Random(hash((self.seed, epoch, rank, worker)) & 0xFFFFFFFF)
@@ -374,7 +377,7 @@ class ShardStream(_Stream):
 
     def __iter__(self):
         worker, workers, skip = self._role()
-        rank, world = _rank_world()
+        rank, world = _rank_world() if self.split_nodes else (0, 1)
         for n, sample in enumerate(self.raw_samples(role=(worker, workers))):
             if n < skip:
                 continue
@@ -412,8 +415,9 @@ class HFStream(_Stream):
     def __init__(self, name_or_dataset, split: str = "train", sample_rate: int | None = None,
                  seconds: float | None = None, crop: str = "random", seed: int = 0, shuffle: bool = True,
                  shuffle_buffer: int = 100, audio_column: str = "audio", caption_column: str | None = "caption",
-                 tag_columns: Sequence[str] = (), where: dict[str, str] | Callable | None = None, **load_kwargs):
-        super().__init__(sample_rate, seconds, crop, seed, shuffle_buffer if shuffle else 0, where)
+                 tag_columns: Sequence[str] = (), where: dict[str, str] | Callable | None = None,
+                 split_nodes: bool = True, **load_kwargs):
+        super().__init__(sample_rate, seconds, crop, seed, shuffle_buffer if shuffle else 0, where, split_nodes)
         import datasets
 
         if isinstance(name_or_dataset, str):
@@ -440,7 +444,7 @@ class HFStream(_Stream):
     def __iter__(self):
         from datasets.distributed import split_dataset_by_node
 
-        rank, world = _rank_world()
+        rank, world = _rank_world() if self.split_nodes else (0, 1)
         worker, workers, skip = self._role()
         ds = self.ds
         if self.shuffle_buffer > 1:
@@ -474,9 +478,11 @@ def open_stream(data: str | os.PathLike | Sequence[str], split: str | None = "tr
 
 def stream_captions(stream: ShardStream, limit: int = 5000) -> list[str]:
     """Captions of the first `limit` clips of a shard stream (json only, no audio decoded), e.g. to train a
-    caption tokenizer."""
+    caption tokenizer: the same on every process (read without the split across processes)."""
     out = []
-    for sample in stream.raw_samples(0):
+    whole = copy.copy(stream)
+    whole.split_nodes = False
+    for sample in whole.raw_samples(0, role=(0, 1)):
         if "json" in sample:
             out.append(str(json.loads(sample["json"]).get("caption", "")))
         if len(out) >= limit:

@@ -325,7 +325,7 @@ class MuLaNEvaluator:
     ):
         if is_stream(data):  # the first max_clips clips of the split's stream, in shard order
             stream = open_stream(str(data), split, sample_rate=sample_rate, seconds=seconds, crop="start",
-                                 shuffle=False)
+                                 shuffle=False, split_nodes=False)
             items = list(itertools.islice(stream, max_clips))
             if not items:
                 raise DataError(f"the {split!r} stream of {str(data)!r} is empty")

@@ -184,8 +184,9 @@ class CodeStream(IterableDataset):
             yield CodeDataset([item["codes"]], self.frames, self.random_crop)[0]
 
 
-def _stream_codes(codec: nn.Module, data: str, split: str, seed: int, where: Any) -> ShardStream:
-    stream = ShardStream(data, split, seed=seed, decode_audio=False, where=where)
+def _stream_codes(codec: nn.Module, data: str, split: str, seed: int, where: Any,
+                  split_nodes: bool = True) -> ShardStream:
+    stream = ShardStream(data, split, seed=seed, decode_audio=False, where=where, split_nodes=split_nodes)
     stored = stream.index.get("codec")
     if stored is None:
         raise DataError(f"the shards {data!r} carry no codes (no codec in their shards.json); write them with "
@@ -298,7 +299,7 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
     if streaming:
         train_stream = _stream_codes(codec, str(data), "train", seed, where)
         try:
-            valid_stream = _stream_codes(codec, str(data), "valid", seed, where)
+            valid_stream = _stream_codes(codec, str(data), "valid", seed, where, split_nodes=False)
             valid_stream.shuffle, valid_stream.shuffle_buffer = False, 0
             valid_codes = [item["codes"] for item in itertools.islice(valid_stream, 64)]
         except DataError:

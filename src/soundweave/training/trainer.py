@@ -29,6 +29,7 @@ import atexit
 import csv
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -182,8 +183,12 @@ class Trainer:
         AcceleratorState._reset_state()
         GradientState._reset_state()
         # global batches are split across processes (split_batches keeps the global batch size fixed)
+        # launched as several processes on a machine without GPUs: Accelerate only forms the (gloo) process group
+        # when told it runs on the CPU; otherwise every process would train alone
+        several = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+        cpu = config.cpu or (several and not torch.cuda.is_available())
         self.accelerator = Accelerator(mixed_precision=MIXED_PRECISION[config.mixed_precision],
-                                       gradient_accumulation_steps=config.grad_accum, cpu=config.cpu,
+                                       gradient_accumulation_steps=config.grad_accum, cpu=cpu,
                                        dataloader_config=DataLoaderConfiguration(split_batches=True))
         if self.accelerator.num_processes > 1:
             atexit.unregister(_destroy_process_group)  # once per process, however many Trainers it builds
