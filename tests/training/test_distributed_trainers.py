@@ -35,11 +35,17 @@ TOLERANCE = {"mulan": 0.05, "soundstorm": 0.15, "mel": 0.35}
 SOUNDWEAVE = Path(sys.executable).with_name("soundweave")
 
 
-def launch_cli(*args, processes: int = 2, port: int = 29541, timeout: int = 600):
+CONFIGS = Path(__file__).parents[2] / "configs" / "accelerate"
+
+
+def launch_cli(*args, processes: int = 2, port: int = 29541, timeout: int = 600, config: Path | None = None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                "--main_process_port", str(port)]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch"]
+    if config is not None:  # a shipped config file, as a user would launch
+        launcher += ["--config_file", str(config), "--main_process_port", str(port)]
+    else:
+        launcher += ["--multi_gpu", "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
+                     "--dynamo_backend", "no", "--main_process_port", str(port)]
     run = subprocess.run([*launcher, str(SOUNDWEAVE), *map(str, args)], capture_output=True, text=True, env=env,
                          timeout=timeout)
     assert run.returncode == 0, run.stderr[-4000:]
@@ -137,7 +143,7 @@ def test_mulan_on_streamed_shards(tiny_corpus, tmp_path):
     argv = ["train", "mulan", "--data", tmp_path / "shards", "--out", out, "--text-tower", "scratch", "--size",
             "tiny", "--steps", STEPS, "--batch-size", BATCH, "--seconds", 1.0, "--save-every", SAVE, "--log-every", 1,
             "--eval-every", STEPS]
-    launch_cli(*argv, port=29544)
+    launch_cli(*argv, port=29544, config=CONFIGS / "cpu-2proc.yaml")
     two = losses(out)
     assert sorted(two) == list(range(1, STEPS + 1))
     evals = list(csv.DictReader(open(out / "eval.csv")))
@@ -147,3 +153,33 @@ def test_mulan_on_streamed_shards(tiny_corpus, tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(losses(out)) == list(range(1, STEPS + 1))
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_codec_and_aligner_commands_run_under_two_processes(tiny_corpus, tmp_path):
+    launch_cli("train", "codec", "--data", tiny_corpus, "--out", tmp_path / "codec", "--steps", 4, "--preset", "tiny",
+               "--kind", "soundstream", "--batch-size", 4, "--seconds", 0.2, "--num-quantizers", 3,
+               "--codebook-size", 16, "--save-every", 2, port=29545)
+    assert (tmp_path / "codec" / "checkpoints" / "step-00000004" / "rng_1.pt").is_file()
+    assert (tmp_path / "codec" / "model.safetensors").is_file()
+    run = launch_cli("train", "aligner", tiny_corpus, "--out", tmp_path / "aligner", "--aligner", "tiny",
+                     "--text-encoder", "minilm", "--target-len", 8, "--steps", 4, "--batch-size", 4, "--seconds", 1.0,
+                     "--eval-every", 2, "--save-every", 2, port=29546)
+    assert run.stdout.count('"steps"') == 1  # one report, from the main process
+    assert (tmp_path / "aligner" / "checkpoints" / "step-00000004" / "rng_1.pt").is_file()
+    assert (tmp_path / "aligner" / "aligner" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("name, kind, processes, machines", [
+    ("1gpu", "NO", 1, 1), ("8gpu", "MULTI_GPU", 8, 1), ("2nodes-8gpu", "MULTI_GPU", 16, 2),
+    ("8gpu-fsdp", "FSDP", 8, 1), ("2nodes-8gpu-fsdp", "FSDP", 16, 2), ("cpu-2proc", "MULTI_CPU", 2, 1)])
+def test_shipped_accelerate_configs(name, kind, processes, machines):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(CONFIGS / f"{name}.yaml"))
+    assert (config.distributed_type.value, config.num_processes, config.num_machines) == (kind, processes, machines)
+    if kind == "FSDP":  # one FSDP unit per block of the large models
+        layers = config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"].split(",")
+        from soundweave.nn import attention, conformer
+
+        assert {"ConformerBlock", "TransformerBlock"} <= set(layers)
+        assert hasattr(conformer, "ConformerBlock") and hasattr(attention, "TransformerBlock")
