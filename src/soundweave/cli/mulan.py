@@ -41,7 +41,8 @@ def train_mulan_cmd(
         help="GradCache: the whole batch stays one contrastive problem while only this many clips' "
         "activations are held at a time (0 = off).",
     ),
-    size: str = typer.Option("small", "--size", help="Model size preset: tiny | small | base."),
+    size: str = typer.Option("small", "--size", help="Model size preset: tiny | small | base | paper (AST and "
+                             "text tower at MuLan's ViT/BERT-base size; GPUs)."),
     lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
     seconds: float = typer.Option(4.0, "--seconds", help="Training window length (random crop) in seconds."),
     loss: str = typer.Option("infonce", "--loss", help="Contrastive loss: infonce | decoupled | sigmoid."),

@@ -23,7 +23,8 @@ def train_soundstorm_cmd(
         batch_size: int = typer.Option(8, "--batch-size", help="Clips per step."),
         lr: float = typer.Option(3e-4, "--lr", help="Peak learning rate (AdamW, warm-up + cosine decay)."),
         seconds: float = typer.Option(4.0, "--seconds", help="Crop length in seconds (0 = whole clips, padded)."),
-        preset: str = typer.Option("small", "--preset", help="Conformer size: tiny, small (dim 256 x 4) or base."),
+        preset: str = typer.Option("small", "--preset", help="Conformer size: tiny, small (dim 256 x 4), base, or "
+                                   "paper (dim 1024 x 12, 16 heads: the paper's 350M; GPUs)."),
         dim: int = typer.Option(None, "--dim", help="Override the preset's model width."),
         depth: int = typer.Option(None, "--depth", help="Override the preset's number of Conformer blocks."),
         generation_steps: int = typer.Option(16, "--generation-steps",

@@ -100,11 +100,24 @@ AUDIO_PRESETS: dict[str, dict[str, Any]] = {
         n_mels=128,
         patch_size=(16, 16),
     ),
+    # MuLan's (2208.12415) AST tower at ViT-Base size on 10 s log-mel (recipes; GPUs)
+    "paper": dict(
+        dim=768,
+        depth=12,
+        heads=12,
+        dim_head=64,
+        spec_n_fft=1024,
+        spec_win_length=400,
+        spec_hop_length=160,
+        n_mels=128,
+        patch_size=(16, 16),
+    ),
 }
 TEXT_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(dim=64, depth=1, heads=2, dim_head=32),
     "small": dict(dim=256, depth=3, heads=4, dim_head=64),
     "base": dict(dim=512, depth=6, heads=8, dim_head=64),
+    "paper": dict(dim=768, depth=12, heads=12, dim_head=64),  # BERT-base size, as MuLan's text tower
 }
 TEXT_TOWERS = ("minilm", "scratch")
 

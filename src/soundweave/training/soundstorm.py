@@ -48,6 +48,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(dim=64, depth=2, heads=4, dim_head=16),
     "small": dict(dim=256, depth=4, heads=4, dim_head=64),
     "base": dict(dim=512, depth=6, heads=8, dim_head=64),
+    # the paper's (2305.09636): 12 layers, 16 heads, dim 1024, FF 4096, conv kernel 5 (~350M with 12 x 1024 codes)
+    "paper": dict(dim=1024, depth=12, heads=16, dim_head=64, ff_mult=4.0, conv_kernel_size=5),
 }
 
 
