@@ -101,10 +101,45 @@ def semantic_stage() -> dict:
             "sample": "30 s of semantic tokens at 25 Hz = 750 tokens"}
 
 
+def codec() -> dict:
+    from soundweave import SoundStream
+
+    torch.manual_seed(0)
+    model = SoundStream()  # the default (= "base" preset) configuration
+    wav = torch.randn(1, model.sample_rate) * 0.1
+
+    def step():
+        model(wav).backward()  # the training loss (reconstruction, multi-scale spectral, commitment)
+
+    return {"parameters": params(model), "flops_per_sample": count(step), "how": "measured (CPU, fp32, generator only)",
+            "sample": f"1 s at {model.sample_rate} Hz"}
+
+
+def aligner() -> dict:
+    from transformers import Wav2Vec2BertConfig
+
+    from soundweave.models.aligner import AudioCLIPAligner
+
+    # w2v-bert-2.0 size (transformers' Wav2Vec2BertConfig defaults) + the audio2img adapter, 48 x 1024 targets
+    config = Wav2Vec2BertConfig(add_adapter=True, adapter_kernel_size=3, adapter_stride=2, num_adapter_layers=2,
+                                layerdrop=0.0, apply_spec_augment=False, hidden_dropout=0.0, attention_dropout=0.0,
+                                output_hidden_size=1024)
+    model = AudioCLIPAligner(config, target_dim=1024, target_len=48).train()
+    features = torch.randn(1, 188, 160)
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(features).last_hidden_state
+        out.float().sum().backward()
+
+    return {"parameters": params(model), "flops_per_sample": count(step), "how": "measured (bf16 autocast, CPU)",
+            "sample": "188 feature frames (the published model's 3.8 s input)"}
+
+
 def main() -> None:
     report = {}
     for name, fn in (("mulan", mulan), ("soundstorm", soundstorm), ("mel_diffusion", mel_diffusion),
-                     ("semantic_stage", semantic_stage)):
+                     ("semantic_stage", semantic_stage), ("codec", codec), ("aligner", aligner)):
         try:
             report[name] = fn()
         except Exception as exc:
