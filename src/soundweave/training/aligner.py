@@ -416,7 +416,7 @@ def train_aligner(data: str | os.PathLike, out_dir: str | os.PathLike, *, text_e
     trainer = Trainer(model, pairs_train, make_step_fn(cache, loss, seed), config, collate_fn=collate_features,
                       eval_fn=eval_fn if pairs_valid is not None else None)
     result = trainer.fit(resume=resume)
-    final = trainer.eval_model
+    final = trainer.final_model()
     final.eval()
     aligner_dir = out / "aligner"
     trainer.run_on_main(final.save_pretrained, aligner_dir)  # one writer under several processes

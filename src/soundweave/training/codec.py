@@ -358,7 +358,7 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
 
     trainer = Trainer(model, dataset, codec_step, trainer_config, collate_fn=collate_audio, eval_fn=eval_fn)
     train = _fit(trainer, resume, max_seconds, steps)
-    trained = _unwrap(trainer.eval_model)
+    trained = _unwrap(trainer.final_model())
     trained.eval()
     final = reconstruction_metrics(trained, eval_audio) if eval_audio else {}
     trainer.run_on_main(trained.save_pretrained, out_dir)  # one writer under several processes

@@ -604,7 +604,7 @@ def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs)
     # saved with DDIM over the same noise schedule: 50 steps by default; scheduler="ddpm" per call for DDPM
     from diffusers import DDIMScheduler
 
-    final = MelDiffusionPipeline(trainer.eval_model, DDIMScheduler.from_config(pipe.scheduler.config), pipe.mel,
+    final = MelDiffusionPipeline(trainer.final_model(), DDIMScheduler.from_config(pipe.scheduler.config), pipe.mel,
                                  pipe.vae, class_names=pipe.class_names, null_class=pipe.null_class,
                                  metadata=pipe.metadata)
     final.unet.eval()

@@ -569,7 +569,7 @@ def train_mulan(config: MuLaNTrainConfig, model: MuLaN | None = None) -> MuLaNTr
         raise ConfigError("GradCache (grad_cache_chunk) runs on one process; with several processes the global "
                           "batch is already one contrastive problem (latents are gathered) - drop --grad-cache-chunk")
     result = trainer.fit(resume=config.resume)
-    final = trainer.eval_model
+    final = trainer.final_model()
     model_dir = out / "model"
     trainer.run_on_main(final.save_pretrained, model_dir)
     trainer.run_on_main(_write_json, out / "train_config.json", asdict(config))

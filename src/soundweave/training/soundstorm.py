@@ -338,7 +338,7 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
     eval_fn = make_eval_fn(valid_codes, frames) if valid_codes else None
     trainer = Trainer(model, dataset, soundstorm_step_fn, config, collate_fn=collate_codes, eval_fn=eval_fn)
     result = _fit(trainer, resume, steps, max_seconds)
-    trained: PretrainedModel = trainer.eval_model
+    trained: PretrainedModel = trainer.final_model()
     final = SoundStorm(trained.net, soundstream=codec, steps=generation_steps).eval()
     trainer.run_on_main(final.save_pretrained, out)
     metrics = trainer.evaluate() if eval_fn is not None else {}

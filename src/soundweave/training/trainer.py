@@ -21,11 +21,18 @@ process batches of `batch_size / N` (not passed through `accelerator.prepare`, w
 read every sample); an epoch ends for all processes when the first one runs out (no process waits for a
 batch that never comes); `set_epoch(epoch)` is called at each epoch and, on resume,
 `skip_batches(batches_done_in_epoch, per_process_batch)` so the stream continues where it was.
+
+FSDP (`accelerate launch --config_file configs/accelerate/8gpu-fsdp.yaml`): checkpoints hold the full (gathered)
+weights and optimizer state (torch.distributed.checkpoint's state-dict API), so they load under any process count
+or without FSDP; `final_model()` gives the full-weight model to publish; evaluation runs on every process (an FSDP
+forward is collective); EMA is not supported with FSDP (a clear error). Accelerate falls back to DDP on CPUs, so
+this path is only exercised on a plain module here (tests/training/test_trainer_fsdp_path.py).
 """
 
 from __future__ import annotations
 
 import atexit
+import copy
 import csv
 import json
 import math
@@ -40,8 +47,8 @@ import torch
 from accelerate import Accelerator
 from accelerate.data_loader import skip_first_batches
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, send_to_device, set_seed
-from safetensors.torch import load_model, save_model
+from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, send_to_device, set_seed
+from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
@@ -190,6 +197,10 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=MIXED_PRECISION[config.mixed_precision],
                                        gradient_accumulation_steps=config.grad_accum, cpu=cpu,
                                        dataloader_config=DataLoaderConfiguration(split_batches=True))
+        self.fsdp = self.accelerator.distributed_type == DistributedType.FSDP
+        if self.fsdp and config.ema_decay:
+            raise ConfigError("EMA is not supported under FSDP (the EMA copy would need its own sharding); "
+                              "set ema_decay=None (--ema 0) or launch with a DDP config")
         if self.accelerator.num_processes > 1:
             atexit.unregister(_destroy_process_group)  # once per process, however many Trainers it builds
             atexit.register(_destroy_process_group)
@@ -223,6 +234,8 @@ class Trainer:
                                                    weight_decay=config.weight_decay)
         self.scheduler = make_scheduler(optimizer, config.warmup_steps, config.max_steps, config.lr_schedule,
                                         config.min_lr_ratio)
+        # the publishable full-weight model under FSDP (filled by final_model); a CPU copy made before sharding
+        self._template = copy.deepcopy(model).cpu() if self.fsdp else None
         if self.streaming:
             self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
             self.loader = loader
@@ -259,8 +272,45 @@ class Trainer:
 
     @property
     def eval_model(self) -> nn.Module:
-        """The weights to evaluate and publish: the EMA copy when EMA is on, else the trained model."""
+        """The weights to evaluate and publish: the EMA copy when EMA is on, else the trained model (under FSDP the
+        sharded model itself, whose forward every process runs; publish `final_model()`)."""
+        if self.fsdp:
+            return self.model
         return self.ema.ema_model if self.ema else self.unwrapped_model
+
+    def final_model(self) -> nn.Module:
+        """The model to save at the end of a run, with full weights (`eval_model`, except under FSDP, where the
+        shards are gathered into an unsharded CPU copy: call it on every process)."""
+        if not self.fsdp:
+            return self.eval_model
+        weights, _ = self._full_state(optimizer=False)
+        if self.is_main:
+            self._template.load_state_dict(weights)
+        return self._template
+
+    def _full_state(self, optimizer: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+        """Full model weights and optimizer state on the CPU (a collective under FSDP: call on every process)."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        weights = get_model_state_dict(self.model, options=options)
+        optim = get_optimizer_state_dict(self.model, self.optimizer.optimizer, options=options) if optimizer else None
+        return weights, optim
+
+    def _load_full_state(self, weights: dict[str, torch.Tensor], optim: dict[str, Any]) -> None:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(self.model, weights, options=options)
+        set_optimizer_state_dict(self.model, self.optimizer.optimizer, optim, options=options)
 
     @property
     def steps_per_epoch(self) -> int | None:
@@ -298,14 +348,19 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         acc = self.accelerator
         tmp = self.out_dir / "checkpoints" / f".tmp-step-{self.step:08d}"
+        full = self._full_state() if self.fsdp else None  # FSDP: gathered on every process, written by the main one
         acc.wait_for_everyone()
         if self.is_main:
             tmp = begin_checkpoint(self.out_dir, self.step)
-            save_model(self.unwrapped_model, str(tmp / MODEL_NAME))
+            if full is not None:
+                save_file({k: v.contiguous().clone() for k, v in full[0].items()}, str(tmp / MODEL_NAME))
+            else:
+                save_model(self.unwrapped_model, str(tmp / MODEL_NAME))
             if self.ema:
                 save_model(self.ema.ema_model, str(tmp / EMA_NAME))
             torch.save({"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                        "optimizer": self.optimizer.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                        "optimizer": full[1] if full is not None else self.optimizer.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict(), "full_state": full is not None,
                         "num_processes": acc.num_processes}, tmp / STATE_NAME)
         acc.wait_for_everyone()
         torch.save(rng_state(), tmp / f"rng_{acc.process_index}.pt")
@@ -321,10 +376,18 @@ class Trainer:
     def load_checkpoint(self, folder: Path) -> None:
         state = load_state(folder)
         try:
-            load_model(self.unwrapped_model, str(folder / MODEL_NAME))
+            if self.fsdp:
+                if not state.get("full_state"):
+                    raise CheckpointError(f"checkpoint {str(folder)!r} was written without FSDP; its optimizer state "
+                                          "is per parameter index, not by name - resume it with a DDP config")
+                self._load_full_state(load_file(str(folder / MODEL_NAME)), state["optimizer"])
+            elif state.get("full_state"):  # written under FSDP, resumed without it
+                self._load_full_state(load_file(str(folder / MODEL_NAME)), state["optimizer"])
+            else:
+                load_model(self.unwrapped_model, str(folder / MODEL_NAME))
+                self.optimizer.optimizer.load_state_dict(state["optimizer"])
             if self.ema and (folder / EMA_NAME).is_file():
                 load_model(self.ema.ema_model, str(folder / EMA_NAME))
-            self.optimizer.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {str(folder)!r} does not match this model/optimizer: {exc}") from exc
@@ -345,7 +408,7 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """`eval_fn` on the main process (the others return {}: they would compute the same figures)."""
-        if self.eval_fn is None or not self.is_main:
+        if self.eval_fn is None or not (self.is_main or self.fsdp):  # FSDP: every process runs the forward
             return {}
         model = self.eval_model
         was_training = model.training
