@@ -39,6 +39,8 @@ def train_mel_diffusion_command(
     hop_length: int = typer.Option(0, help="STFT hop in samples (0 = pick so an image is ~3 s)."),
     channels: str = typer.Option("", help="UNet channels per level, e.g. 32,64,64,128 (default by resolution)."),
     layers_per_block: int = typer.Option(1, help="ResNet layers per UNet level (audio-diffusion's 256 model: 2)."),
+    workers: int = typer.Option(0, help="Data loader worker processes (0 = in the training process; 2-8 for "
+                                "streamed shards)."),
     prediction: str = typer.Option("v_prediction", help="What a new UNet predicts: 'v_prediction' (MSE on v = "
                                    "noise MSE weighted by 1/alpha_bar; learns far faster on a CPU) or 'epsilon' "
                                    "(plain noise MSE, as audio-diffusion). --from keeps the model's own."),
@@ -67,7 +69,7 @@ def train_mel_diffusion_command(
     config = MelDiffusionTrainConfig(
         data=data, out=str(out), from_pretrained=from_pretrained or None, where=parse_filter(filter), split=split,
         resolution=resolution, hop_length=hop_length or None, channels=_channels(channels),
-        layers_per_block=layers_per_block,
+        layers_per_block=layers_per_block, num_workers=workers,
         prediction_type=prediction, steps=steps,
         batch_size=batch_size, lr=lr, bf16=bf16, ema=ema, sample_every=sample_every, sample_steps=sample_steps,
         save_every=save_every, resume=resume, class_tag=class_tag or None, mulan=mulan or None, seed=seed)

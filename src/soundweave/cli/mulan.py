@@ -53,6 +53,8 @@ def train_mulan_cmd(
     ),
     save_every: int = typer.Option(0, "--save-every", help="Checkpoint every K steps (0 = only at the end)."),
     log_every: int = typer.Option(10, "--log-every", help="Write a row of log.csv every K steps."),
+    workers: int = typer.Option(0, "--workers", help="Data loader worker processes (0 = load in the training "
+                                "process; 2-8 for streamed shards)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
     seed: int = typer.Option(0, "--seed", help="Seed for data order and initialisation."),
 ) -> None:
@@ -78,6 +80,7 @@ def train_mulan_cmd(
         eval_every=eval_every,
         save_every=save_every or steps,
         log_every=log_every,
+        num_workers=workers,
         resume=resume,
         seed=seed,
     )

@@ -342,6 +342,7 @@ class MelDiffusionTrainConfig:
     progress: bool = True
     audio_column: str = "audio"
     mulan: str | None = None  # condition on MuLaN audio latents of each slice (cross-attention); prompt with text
+    num_workers: int = 0  # DataLoader workers (2-8 for streamed shards)
     max_minutes: float | None = None  # also stop when this much wall time has passed (checked every steps/20)
 
     def __post_init__(self):
@@ -595,7 +596,8 @@ def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs)
         warmup_steps=min(cfg.warmup_steps, cfg.steps // 5), weight_decay=cfg.weight_decay, betas=(0.95, 0.999),
         mixed_precision="bf16" if cfg.bf16 else "no", ema_decay=cfg.ema_decay if cfg.ema else None,
         eval_every=cfg.sample_every, save_every=cfg.save_every or max(1, min(500, cfg.steps)),
-        log_every=max(1, min(50, cfg.steps // 20)), seed=cfg.seed, progress=cfg.progress),
+        log_every=max(1, min(50, cfg.steps // 20)), seed=cfg.seed, progress=cfg.progress,
+        num_workers=cfg.num_workers),
         collate_fn=collate_images, eval_fn=eval_fn)
     if cfg.max_minutes:
         result = _fit_within(trainer, cfg.steps, cfg.max_minutes * 60.0, cfg.resume)

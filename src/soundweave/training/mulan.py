@@ -467,6 +467,7 @@ class MuLaNTrainConfig:
     seed: int = 0
     progress: bool = True
     resume: bool = False
+    num_workers: int = 0  # DataLoader workers (e.g. 2-8 for streamed shards: decoding runs beside training)
 
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
@@ -556,6 +557,7 @@ def train_mulan(config: MuLaNTrainConfig, model: MuLaN | None = None) -> MuLaNTr
         log_every=config.log_every,
         seed=config.seed,
         progress=config.progress,
+        num_workers=config.num_workers,
     )
     trainer = Trainer(
         model,

@@ -332,6 +332,9 @@ class Trainer:
             data.skip_batches(self.batch_in_epoch, self.per_process_batch)
         elif self.batch_in_epoch:
             raise CheckpointError("this stream cannot skip ahead (no skip_batches), so it cannot resume mid-epoch")
+        # worker seeds from (seed, epoch), not from how many iterators came before (so they survive a resume; with
+        # workers a resumed epoch has the same clips in the same order, but random crops are redrawn)
+        self.loader.generator.manual_seed(self.config.seed * 1_000_003 + self.epoch)
         iterator = iter(self.loader)
         while True:
             batch = next(iterator, None)
