@@ -203,3 +203,20 @@ def test_bad_input(tiny_corpus, shards, tmp_path):
         sink.write({"__key__": "a", "json": b'{"caption": "x"}'})
     with pytest.raises(DataError, match="has no audio"):
         list(ShardStream(str(tmp_path / "bad.tar"), sample_rate=SR))
+
+
+def test_cli_train_mulan_streams_an_hf_dataset(tiny_corpus, tmp_path):
+    """`--data hf://datasets/NAME` streams with `datasets` (here NAME is a local folder of jsonl files, offline;
+    the hub's 'validation' split serves as 'valid')."""
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    for split, name in (("train", "train"), ("valid", "validation")):
+        rows = [{"audio": str(tiny_corpus / r.path), "caption": r.caption} for r in read_manifest(tiny_corpus, split)]
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = invoke_cli("train", "mulan", "--data", f"hf://datasets/{folder}", "--out", tmp_path / "run",
+                        "--text-tower", "scratch", "--size", "tiny", "--steps", 3, "--batch-size", 4, "--seconds", 1,
+                        "--eval-every", 3)
+    assert result.exit_code == 0, result.output
+    report = parse_json(result.stdout)
+    assert report["step"] == 3 and report["last_eval"]["clips"] == len(read_manifest(tiny_corpus, "valid"))
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()

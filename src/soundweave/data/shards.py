@@ -422,11 +422,15 @@ class HFStream(_Stream):
 
         if isinstance(name_or_dataset, str):
             name = name_or_dataset[len(HF_PREFIX):] if name_or_dataset.startswith(HF_PREFIX) else name_or_dataset
-            try:
-                ds = datasets.load_dataset(name, split=split, streaming=True, **load_kwargs)
-            except Exception as exc:
-                raise DataError(f"could not stream Hugging Face dataset {name!r} (split {split!r}): "
-                                f"{type(exc).__name__}: {exc}") from exc
+            ds, errors = None, []
+            for wanted in ([split, "validation"] if split == "valid" else [split]):  # the hub calls it validation
+                try:
+                    ds = datasets.load_dataset(name, split=wanted, streaming=True, **load_kwargs)
+                    break
+                except Exception as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+            if ds is None:
+                raise DataError(f"could not stream Hugging Face dataset {name!r} (split {split!r}): {errors[-1]}")
         else:
             ds = name_or_dataset
         if not isinstance(ds, datasets.IterableDataset):
