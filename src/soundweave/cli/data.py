@@ -45,8 +45,9 @@ def shard(manifest: Path = typer.Argument(..., help="Manifest folder (audio + ca
           mulan: str = typer.Option("", "--mulan", help="Also store each clip's MuLaN audio latent (mulan.npy)."),
           overwrite: bool = typer.Option(False, help="Replace shards already in --out.")) -> None:
     """Pack a manifest folder into WebDataset tar shards (audio bytes as stored + caption, tags and split as
-    JSON; optionally precomputed codec codes and MuLaN latents). Every `soundweave train ... --data` takes the
-    folder, a brace pattern like 'DIR/train-{000000..000099}.tar', or http(s):// URLs of the shards."""
+    JSON; optionally precomputed codec codes and MuLaN latents). `soundweave train mulan | soundstorm |
+    mel-diffusion --data` take the folder, a brace pattern like 'DIR/train-{000000..000099}.tar', or http(s)://
+    URLs of the shards."""
     from ..data.shards import write_shards
 
     size: int | str = int(shard_size) if shard_size.strip().isdigit() else shard_size
