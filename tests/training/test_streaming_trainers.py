@@ -54,3 +54,16 @@ def test_mel_diffusion_on_shards_with_class_names_from_the_index(tiny_corpus, tm
                                    resolution=32, steps=1, batch_size=2, class_tag="instrument", progress=False)
     with pytest.raises((ConfigError, DataError)):
         train_mel_diffusion(cfg2)
+
+
+def test_soundstream_codec_trains_on_shards(tiny_corpus, tmp_path):
+    from soundweave.training.codec import train_codec
+
+    write_shards(tiny_corpus, tmp_path / "shards", shard_size=8)
+    result = train_codec(str(tmp_path / "shards"), tmp_path / "run", 3, kind="soundstream", preset="tiny",
+                         batch_size=4, seconds=0.2, eval_clips=2, progress=False)
+    assert result.train.step == 3 and len(result.train.losses) == 3
+    assert {"si_sdr", "mel_distance"} <= set(result.final_metrics)  # on the valid stream's first 2 clips
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    with pytest.raises(ConfigError, match="SpectralCodec"):
+        train_codec(str(tmp_path / "shards"), tmp_path / "run2", 1, kind="spectral", progress=False)

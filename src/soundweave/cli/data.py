@@ -46,7 +46,7 @@ def shard(manifest: Path = typer.Argument(..., help="Manifest folder (audio + ca
           overwrite: bool = typer.Option(False, help="Replace shards already in --out.")) -> None:
     """Pack a manifest folder into WebDataset tar shards (audio bytes as stored + caption, tags and split as
     JSON; optionally precomputed codec codes and MuLaN latents). `soundweave train mulan | soundstorm |
-    mel-diffusion --data` take the folder, a brace pattern like 'DIR/train-{000000..000099}.tar', or http(s)://
+    mel-diffusion | codec --data` take the folder, a brace pattern like 'DIR/train-{000000..000099}.tar', or http(s)://
     URLs of the shards."""
     from ..data.shards import write_shards
 
