@@ -30,7 +30,8 @@ def train_mulan_cmd(
     ),
     steps: int = typer.Option(2000, "--steps", help="Optimizer steps."),
     batch_size: int = typer.Option(
-        64, "--batch-size", help="Clips per batch; each clip's negatives are the other clips of its batch."
+        64, "--batch-size", help="Clips per batch; each clip's negatives are the other clips of its batch "
+        "(the global batch: under accelerate launch, the clips of every process)."
     ),
     grad_accum: int = typer.Option(
         1, "--grad-accum", help="Batches per optimizer step (gradients averaged; negatives stay per batch)."
