@@ -1,12 +1,17 @@
 """Training checkpoints: weights as safetensors, optimizer/scheduler/step/RNG as a tensors-only torch file.
 
 A checkpoint is a folder `checkpoints/step-00000100/` written under a temporary name and renamed into
-place when complete, so a crash never leaves a half checkpoint that resume would pick up. The state file
-is read with `torch.load(weights_only=True)`: it holds tensors, numbers, strings, lists and dicts only.
+place when complete, so a crash never leaves a half checkpoint that resume would pick up. Before the rename
+every file is flushed to disk (fsync) and `checkpoint.json` records each file's size; a folder whose files do
+not have those sizes (a disk or copy that lost data) is not listed, so resume falls back to the one before.
+The state file is read with `torch.load(weights_only=True)`: it holds tensors, numbers, strings, lists and
+dicts only.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -20,6 +25,8 @@ from ..errors import CheckpointError
 STATE_NAME = "training_state.pt"
 MODEL_NAME = "model.safetensors"
 EMA_NAME = "ema.safetensors"
+MANIFEST_NAME = "checkpoint.json"
+TMP_PREFIX = ".tmp-step-"
 
 
 def rng_state() -> dict[str, Any]:
@@ -56,7 +63,21 @@ def list_checkpoints(out_dir: Path) -> list[Path]:
     root = Path(out_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / STATE_NAME).is_file())
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and is_complete(p))
+
+
+def is_complete(folder: Path) -> bool:
+    """The state file is there and, when the folder has a manifest, every file has the size it records."""
+    if not (folder / STATE_NAME).is_file():
+        return False
+    manifest = folder / MANIFEST_NAME
+    if not manifest.is_file():
+        return True  # written before manifests existed
+    try:
+        files = json.loads(manifest.read_text())["files"]
+        return all((folder / name).is_file() and (folder / name).stat().st_size == size for name, size in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
@@ -65,23 +86,52 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 
 
 def begin_checkpoint(out_dir: Path, step: int) -> Path:
-    """Create and return the temporary folder a checkpoint is written into."""
-    tmp = Path(out_dir) / "checkpoints" / f".tmp-step-{step:08d}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    """Create and return the temporary folder a checkpoint is written into (removing any a killed run left)."""
+    root = Path(out_dir) / "checkpoints"
+    discard_partial(out_dir)
+    tmp = root / f"{TMP_PREFIX}{step:08d}"
     tmp.mkdir(parents=True)
     return tmp
 
 
+def discard_partial(out_dir: Path) -> None:
+    """Remove the temporary folders of checkpoints that were never completed."""
+    root = Path(out_dir) / "checkpoints"
+    if root.is_dir():
+        for stale in root.glob(f"{TMP_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        for stale in root.glob(".old-step-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def commit_checkpoint(tmp: Path, out_dir: Path, step: int, keep: int) -> Path:
-    """Rename the finished temporary folder into place and prune all but the newest `keep`."""
+    """Flush the finished temporary folder, record its files in a manifest, rename it into place and prune
+    all but the newest `keep`. The rename is the moment the checkpoint exists: a kill before it leaves only
+    the temporary folder (ignored and later removed), a kill after it leaves a complete checkpoint."""
+    tmp = Path(tmp)
+    files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+    (tmp / MANIFEST_NAME).write_text(json.dumps({"step": step, "files": files}))
+    for name in (*files, MANIFEST_NAME):
+        _fsync(tmp / name)
     final = checkpoint_dir(out_dir, step)
-    if final.exists():
-        shutil.rmtree(final)
+    old = final.with_name(f".old-{final.name}")
+    if final.exists():  # re-saving a step (a resume from an older checkpoint): keep it until the new one is in
+        final.rename(old)
     tmp.rename(final)
+    _fsync(final.parent)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
     if keep > 0:
-        for old in list_checkpoints(out_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        for stale in list_checkpoints(out_dir)[:-keep]:
+            shutil.rmtree(stale, ignore_errors=True)
     return final
 
 
