@@ -361,7 +361,10 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         rng_file = folder / f"rng_{self.accelerator.process_index}.pt"
         if rng_file.is_file():
-            set_rng_state(torch.load(rng_file, weights_only=True))
+            try:
+                set_rng_state(torch.load(rng_file, weights_only=True))
+            except Exception as exc:  # not a tensors-only file, or not an RNG state
+                raise CheckpointError(f"could not read the RNG state {str(rng_file)!r}: {exc}") from exc
 
     # -- the loop -------------------------------------------------------------------------------------
     def _last_good(self) -> str:
