@@ -40,7 +40,14 @@ def mel_to_hz(mels: torch.Tensor | float, htk: bool = False) -> torch.Tensor:
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None,
                    htk: bool = False, norm: str | None = "slaney") -> torch.Tensor:
-    """Triangular mel filters, shape `(n_mels, n_fft // 2 + 1)`, float32."""
+    """Triangular mel filters, shape `(n_mels, n_fft // 2 + 1)`, float32 on the CPU (also inside a
+    `torch.device("meta")` block, where models are sized before their weights are allocated)."""
+    with torch.device("cpu"):
+        return _mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax, htk, norm)
+
+
+def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None, htk: bool,
+                    norm: str | None) -> torch.Tensor:
     sample_rate = check_sample_rate(sample_rate)
     fmax = sample_rate / 2 if fmax is None else fmax
     if not 0 <= fmin < fmax <= sample_rate / 2:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -20,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, SoundweaveError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -76,9 +77,48 @@ def read_config(folder: Path) -> dict[str, Any]:
     if not file.is_file():
         raise CheckpointError(f"{str(folder)!r} has no {CONFIG_NAME}; is it a soundweave model folder?")
     try:
-        return json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{str(file)!r} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{str(file)!r} holds a JSON {type(config).__name__}, not an object of settings")
+    return config
+
+
+def _weights_header(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of a safetensors file, read from its header (nothing is allocated)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"could not read weights {str(weights)!r}: {exc}") from exc
+
+
+def check_sizes(target: type, config: dict[str, Any], weights: Path) -> None:
+    """Size the model `config` describes on the meta device (no memory) and compare it with the weights file, so
+    a config.json with absurd sizes is a CheckpointError before anything is allocated."""
+    header = _weights_header(weights)
+    try:
+        with torch.device("meta"):
+            probe = target.from_config(dict(config))
+        expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    except SoundweaveError:
+        raise
+    except Exception:  # a model that cannot be sized on the meta device: the real build decides
+        return
+    for name, shape in expected.items():
+        if name in header and header[name] != shape:
+            raise CheckpointError(
+                f"config.json and weights in {str(weights.parent)!r} do not match: {name} is {list(header[name])} in "
+                f"{WEIGHTS_NAME} but the config makes it {list(shape)}")
+    numel = sum(math.prod(s) for s in expected.values())
+    stored = sum(math.prod(s) for s in header.values())
+    if numel > 2 * stored + 1_000_000:  # shared (tied) tensors are stored once
+        raise CheckpointError(
+            f"config.json in {str(weights.parent)!r} describes a model of {numel:,} values but {WEIGHTS_NAME} holds "
+            f"{stored:,}; the config and the weights do not match")
 
 
 class PretrainedModel(nn.Module):
@@ -133,13 +173,17 @@ class PretrainedModel(nn.Module):
             else:
                 raise CheckpointError(f"{str(folder)!r} holds a {stored}, not a {cls.__name__}")
         config.update(overrides)
-        try:
-            model = target.from_config(config)
-        except TypeError as exc:
-            raise CheckpointError(f"config in {str(folder)!r} does not fit {target.__name__}: {exc}") from exc
         weights = folder / WEIGHTS_NAME
         if not weights.is_file():
             raise CheckpointError(f"{str(folder)!r} has no {WEIGHTS_NAME}")
+        try:
+            check_sizes(target, config, weights)
+            model = target.from_config(config)
+        except SoundweaveError:
+            raise
+        except Exception as exc:  # any other way a config can fail to build this class
+            raise CheckpointError(
+                f"config in {str(folder)!r} does not fit {target.__name__}: {type(exc).__name__}: {exc}") from exc
         try:
             missing, unexpected = load_model(model, str(weights), strict=False)
         except (SafetensorError, RuntimeError, OSError) as exc:
