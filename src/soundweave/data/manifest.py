@@ -61,8 +61,14 @@ def read_manifest(folder: str | os.PathLike, split: str | None = None) -> list[C
                         "or write one line per clip: {\"path\", \"caption\", \"tags\", \"split\"}")
     if split is not None and split not in SPLITS:
         raise DataError(f"split must be one of {SPLITS}, got {split!r}")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = file.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(f"{str(file)}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the manifest "
+                        "as UTF-8") from exc
     records = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -106,8 +106,12 @@ def check_sizes(target: type, config: dict[str, Any], weights: Path) -> None:
         expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
     except SoundweaveError:
         raise
-    except Exception:  # a model that cannot be sized on the meta device: the real build decides
-        return
+    except Exception as exc:
+        if "meta" in str(exc).lower():  # a model that cannot be sized on the meta device: the real build decides
+            return
+        # the real build would fail the same way, perhaps after allocating what the config asks for
+        raise CheckpointError(
+            f"config in {str(weights.parent)!r} does not fit {target.__name__}: {type(exc).__name__}: {exc}") from exc
     for name, shape in expected.items():
         if name in header and header[name] != shape:
             raise CheckpointError(
@@ -166,6 +170,8 @@ class PretrainedModel(nn.Module):
         folder = resolve_pretrained(path_or_id, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
         config = read_config(folder)
         stored = config.pop("_class", cls.__name__)
+        if not isinstance(stored, str):
+            raise CheckpointError(f"'_class' in {str(folder / CONFIG_NAME)!r} should be a class name, got {stored!r}")
         target = cls
         if stored != cls.__name__:
             if cls is PretrainedModel or issubclass(_REGISTRY.get(stored, object), cls):
@@ -179,8 +185,10 @@ class PretrainedModel(nn.Module):
         try:
             check_sizes(target, config, weights)
             model = target.from_config(config)
-        except SoundweaveError:
-            raise
+        except SoundweaveError as exc:  # a setting the class rejects: say which folder's config.json holds it
+            if str(folder) in str(exc):
+                raise
+            raise CheckpointError(f"config.json in {str(folder)!r} is not a valid {target.__name__}: {exc}") from exc
         except Exception as exc:  # any other way a config can fail to build this class
             raise CheckpointError(
                 f"config in {str(folder)!r} does not fit {target.__name__}: {type(exc).__name__}: {exc}") from exc

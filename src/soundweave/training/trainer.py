@@ -43,7 +43,7 @@ from accelerate import Accelerator
 from accelerate.data_loader import skip_first_batches
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, set_seed
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_model
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -53,10 +53,15 @@ from .checkpoint import (
     MODEL_NAME,
     STATE_NAME,
     begin_checkpoint,
+    check_counters,
+    check_like,
+    check_optimizer_state,
+    check_rng_state,
     commit_checkpoint,
     discard_partial,
     latest_checkpoint,
     load_state,
+    read_weights,
     rng_state,
     set_rng_state,
 )
@@ -349,22 +354,37 @@ class Trainer:
         return final
 
     def load_checkpoint(self, folder: Path) -> None:
+        """Restore a checkpoint. Every part is read and checked against this run (shapes, types, finite values)
+        before any of it is applied; a damaged or foreign checkpoint is a CheckpointError naming the folder."""
+        folder = Path(folder)
         state = load_state(folder)
-        try:
-            load_model(self.unwrapped_model, str(folder / MODEL_NAME))
-            if self.ema and (folder / EMA_NAME).is_file():
-                load_model(self.ema.ema_model, str(folder / EMA_NAME))
-            self.optimizer.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {str(folder)!r} does not match this model/optimizer: {exc}") from exc
-        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        if not isinstance(state, dict):
+            raise CheckpointError(f"training state in {str(folder)!r} is not a dict")
+        counters = check_counters(state, folder)
+        weights = read_weights(folder / MODEL_NAME, self.unwrapped_model)
+        ema_weights = (read_weights(folder / EMA_NAME, self.ema.ema_model)
+                       if self.ema and (folder / EMA_NAME).is_file() else None)
+        check_optimizer_state(state.get("optimizer"), self.optimizer.optimizer, folder)
+        check_like(state.get("scheduler"), self.scheduler.state_dict(), folder, "scheduler state")
         rng_file = folder / f"rng_{self.accelerator.process_index}.pt"
+        rng = None
         if rng_file.is_file():
             try:
-                set_rng_state(torch.load(rng_file, weights_only=True))
-            except Exception as exc:  # not a tensors-only file, or not an RNG state
+                rng = torch.load(rng_file, weights_only=True)
+            except Exception as exc:  # not a tensors-only file
                 raise CheckpointError(f"could not read the RNG state {str(rng_file)!r}: {exc}") from exc
+            check_rng_state(rng, rng_file)
+        try:
+            self.unwrapped_model.load_state_dict(weights, strict=False)
+            if ema_weights is not None:
+                self.ema.ema_model.load_state_dict(ema_weights, strict=False)
+            self.optimizer.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if rng is not None:
+                set_rng_state(rng)
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+            raise CheckpointError(f"checkpoint {str(folder)!r} does not match this model/optimizer: {exc}") from exc
+        self.step, self.epoch, self.batch_in_epoch = counters
 
     # -- the loop -------------------------------------------------------------------------------------
     def _last_good(self) -> str:
