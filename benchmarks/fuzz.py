@@ -41,11 +41,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "tests" / "fuzz_inputs" / "seeds"
-DEFAULT_RUNS = {"audio_bytes": 30000, "audio_files": 30000, "manifest": 12000, "pretrained_config": 8000,
+DEFAULT_RUNS = {"audio_bytes": 35000, "audio_files": 30000, "manifest": 12000, "pretrained_config": 8000,
                 "pretrained_weights": 8000, "resume": 4000, "cli": 12000}
 MAX_LEN = {"audio_bytes": 4096, "audio_files": 20000, "manifest": 2048, "pretrained_config": 4096,
            "pretrained_weights": 40000, "resume": 40000, "cli": 256}
 TIMEOUT_S, RSS_LIMIT_MB = 5, 2048
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
 # -- structure-aware mutation of JSON (configs, manifest lines), mixed with libFuzzer's byte mutations ---------
@@ -126,7 +127,7 @@ class AudioFiles:
         self.load, self.path = load, work / "input-audio"
 
     def seeds(self):
-        return {p.name: p.read_bytes() for p in sorted(SEEDS.iterdir()) if p.suffix in (".wav", ".flac", ".ogg", ".mp3")}
+        return {p.name: p.read_bytes() for p in sorted(SEEDS.iterdir()) if p.suffix in AUDIO_SUFFIXES}
 
     def run(self, data: bytes):
         self.path.write_bytes(data)
@@ -146,7 +147,7 @@ class Manifest:
         self.folder = work / "corpus"
         (self.folder / "audio").mkdir(parents=True, exist_ok=True)
         for p in SEEDS.iterdir():
-            if p.suffix in (".wav", ".flac", ".ogg", ".mp3"):
+            if p.suffix in AUDIO_SUFFIXES:
                 shutil.copy(p, self.folder / "audio" / p.name)
         self.file = self.folder / "captions.jsonl"
 
