@@ -8,11 +8,13 @@ weights are safetensors.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -96,12 +98,48 @@ def _weights_header(weights: Path) -> dict[str, tuple[int, ...]]:
         raise CheckpointError(f"could not read weights {str(weights)!r}: {exc}") from exc
 
 
+@contextlib.contextmanager
+def _parameter_budget(limit: int, folder: Path):
+    """Stop a model build (in this thread) as soon as its parameters pass `limit` values or it has built an absurd
+    number of modules: a config.json with depth 2**63 is an error at once, not an endless loop."""
+    from torch.nn.modules.module import (
+        register_module_module_registration_hook,
+        register_module_parameter_registration_hook,
+    )
+
+    owner, counts = threading.get_ident(), {"numel": 0, "modules": 0}
+
+    def on_parameter(module, name, param):
+        if threading.get_ident() == owner and param is not None:
+            counts["numel"] += param.numel()
+            if counts["numel"] > limit:
+                raise CheckpointError(f"config.json in {str(folder)!r} describes a model of over {limit:,} parameter "
+                                      f"values, far more than {WEIGHTS_NAME} holds; the config and the weights do "
+                                      "not match")
+
+    def on_module(module, name, submodule):
+        if threading.get_ident() == owner:
+            counts["modules"] += 1
+            if counts["modules"] > 100_000:
+                raise CheckpointError(f"config.json in {str(folder)!r} describes a model of over 100,000 modules")
+
+    handles = [register_module_parameter_registration_hook(on_parameter),
+               register_module_module_registration_hook(on_module)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def check_sizes(target: type, config: dict[str, Any], weights: Path) -> None:
     """Size the model `config` describes on the meta device (no memory) and compare it with the weights file, so
     a config.json with absurd sizes is a CheckpointError before anything is allocated."""
     header = _weights_header(weights)
+    stored = sum(math.prod(s) for s in header.values())
+    limit = 2 * stored + 1_000_000  # shared (tied) tensors are stored once
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _parameter_budget(limit, weights.parent):
             probe = target.from_config(dict(config))
         expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
     except SoundweaveError:
@@ -118,8 +156,7 @@ def check_sizes(target: type, config: dict[str, Any], weights: Path) -> None:
                 f"config.json and weights in {str(weights.parent)!r} do not match: {name} is {list(header[name])} in "
                 f"{WEIGHTS_NAME} but the config makes it {list(shape)}")
     numel = sum(math.prod(s) for s in expected.values())
-    stored = sum(math.prod(s) for s in header.values())
-    if numel > 2 * stored + 1_000_000:  # shared (tied) tensors are stored once
+    if numel > limit:
         raise CheckpointError(
             f"config.json in {str(weights.parent)!r} describes a model of {numel:,} values but {WEIGHTS_NAME} holds "
             f"{stored:,}; the config and the weights do not match")

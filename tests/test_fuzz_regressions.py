@@ -1,0 +1,78 @@
+"""Every failure benchmarks/fuzz.py found, replayed: the input files are kept in tests/fuzz_inputs/regressions/TARGET/
+and go through the same target setup the fuzzer used (its tiny model, checkpoint and corpus). Each must now end
+in success or a SoundweaveError that names the input, within the fuzzer's 5 s, with the message given here."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import pytest
+
+from soundweave.errors import CheckpointError, DataError, NonFiniteLossError, SoundweaveError
+
+ROOT = Path(__file__).parents[1]
+INPUTS = Path(__file__).parent / "fuzz_inputs" / "regressions"
+
+# file -> (error class, words of its message); what the fuzzer saw first is in the comment
+EXPECTED = {
+    # UnicodeDecodeError from read_text
+    "manifest/not-utf8.jsonl": (DataError, "captions.jsonl:2: not UTF-8 text"),
+    # TypeError: unhashable type: 'dict' (the registry lookup)
+    "pretrained_config/class-is-a-dict.json": (CheckpointError, "'_class' in"),
+    # a hang: TextTransformer depth 2**63 built layer after layer
+    "pretrained_config/hang-depth-2-63.json": (CheckpointError, "parameter values, far more than model.safetensors"),
+    # ConfigError without the folder's name
+    "pretrained_config/mulan-config-error-unnamed.json": (CheckpointError, "is not a valid MuLaN: loss must be"),
+    # out of memory: codebook_dim 8,000,000 allocated before the build failed
+    "pretrained_config/oom-codebook-dim-8e6.json": (CheckpointError, "parameter values, far more than"),
+    # ConfigError without the folder's name
+    "pretrained_config/soundstream-config-error-unnamed.json": (CheckpointError,
+                                                                "is not a valid SoundStream: rq_quantize_dropout"),
+    # SafetensorError (header too large) from the EMA weights on resume
+    "resume/ema-header-too-large.bin": (CheckpointError, "could not read weights"),
+    # SafetensorError (incomplete metadata) from the model weights on resume
+    "resume/model-header-incomplete.bin": (CheckpointError, "could not read weights"),
+    # a finite but huge weight: the resumed run's next loss is inf. The designed outcome: stop with the step.
+    "resume/weights-make-inf-loss.bin": (NonFiniteLossError, "loss is inf at step 3"),
+}
+
+
+def _fuzz_module():
+    spec = importlib.util.spec_from_file_location("soundweave_fuzz", ROOT / "benchmarks" / "fuzz.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def targets(tmp_path_factory):
+    fuzz = _fuzz_module()
+    made = {}
+
+    def get(name):
+        if name not in made:
+            made[name] = fuzz.TARGETS[name](tmp_path_factory.mktemp(f"fuzz-{name}"))
+        return made[name]
+
+    return get
+
+
+def test_every_kept_input_has_an_expectation():
+    kept = sorted(str(p.relative_to(INPUTS)) for p in INPUTS.rglob("*") if p.is_file())
+    assert kept == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_fuzz_failure_is_fixed(name, targets):
+    target = targets(name.split("/")[0])
+    data = (INPUTS / name).read_bytes()
+    error, words = EXPECTED[name]
+    start = time.perf_counter()
+    with pytest.raises(SoundweaveError) as caught:
+        target.run(data)
+    elapsed = time.perf_counter() - start
+    assert type(caught.value) is error and words in str(caught.value), str(caught.value)
+    assert target.names_input(str(caught.value), data)
+    assert elapsed < 5.0
