@@ -22,11 +22,13 @@ EXPECTED = {
     # TypeError: unhashable type: 'dict' (the registry lookup)
     "pretrained_config/class-is-a-dict.json": (CheckpointError, "'_class' in"),
     # a hang: TextTransformer depth 2**63 built layer after layer
-    "pretrained_config/hang-depth-2-63.json": (CheckpointError, "parameter values, far more than model.safetensors"),
+    "pretrained_config/hang-depth-2-63.json": (CheckpointError, "far more than model.safetensors holds"),
+    # a hang: 2000 residual-quantizer levels, each small, built one by one on the meta device
+    "pretrained_config/hang-2000-quantizers.json": (CheckpointError, "far more than model.safetensors holds"),
     # ConfigError without the folder's name
     "pretrained_config/mulan-config-error-unnamed.json": (CheckpointError, "is not a valid MuLaN: loss must be"),
     # out of memory: codebook_dim 8,000,000 allocated before the build failed
-    "pretrained_config/oom-codebook-dim-8e6.json": (CheckpointError, "parameter values, far more than"),
+    "pretrained_config/oom-codebook-dim-8e6.json": (CheckpointError, "parameter values, far more than model.safetensors holds"),
     # ConfigError without the folder's name
     "pretrained_config/soundstream-config-error-unnamed.json": (CheckpointError,
                                                                 "is not a valid SoundStream: rq_quantize_dropout"),

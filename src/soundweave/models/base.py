@@ -99,17 +99,28 @@ def _weights_header(weights: Path) -> dict[str, tuple[int, ...]]:
 
 
 @contextlib.contextmanager
-def _parameter_budget(limit: int, folder: Path):
-    """Stop a model build (in this thread) as soon as its parameters pass `limit` values or it has built an absurd
-    number of modules: a config.json with depth 2**63 is an error at once, not an endless loop."""
+def _parameter_budget(limit: int, tensors: int, folder: Path):
+    """Stop a model build (in this thread) as soon as its parameters pass `limit` values, it has registered more
+    than `tensors` parameters and buffers, or it has built an absurd number of modules: a config.json with depth
+    2**63 or 2000 quantizer levels is an error at once, not an endless loop."""
     from torch.nn.modules.module import (
+        register_module_buffer_registration_hook,
         register_module_module_registration_hook,
         register_module_parameter_registration_hook,
     )
 
-    owner, counts = threading.get_ident(), {"numel": 0, "modules": 0}
+    owner, counts = threading.get_ident(), {"numel": 0, "modules": 0, "tensors": 0}
+
+    def on_tensor(module, name, tensor):
+        if threading.get_ident() == owner and tensor is not None:
+            counts["tensors"] += 1
+            if counts["tensors"] > tensors:
+                raise CheckpointError(f"config.json in {str(folder)!r} describes a model of over {tensors:,} "
+                                      f"tensors, far more than {WEIGHTS_NAME} holds; the config and the weights do "
+                                      "not match")
 
     def on_parameter(module, name, param):
+        on_tensor(module, name, param)
         if threading.get_ident() == owner and param is not None:
             counts["numel"] += param.numel()
             if counts["numel"] > limit:
@@ -124,6 +135,7 @@ def _parameter_budget(limit: int, folder: Path):
                 raise CheckpointError(f"config.json in {str(folder)!r} describes a model of over 100,000 modules")
 
     handles = [register_module_parameter_registration_hook(on_parameter),
+               register_module_buffer_registration_hook(on_tensor),
                register_module_module_registration_hook(on_module)]
     try:
         yield
@@ -139,7 +151,8 @@ def check_sizes(target: type, config: dict[str, Any], weights: Path) -> None:
     stored = sum(math.prod(s) for s in header.values())
     limit = 2 * stored + 1_000_000  # shared (tied) tensors are stored once
     try:
-        with torch.device("meta"), _parameter_budget(limit, weights.parent):
+        # non-persistent buffers (windows, filter banks, masks) are not stored: allow a few per stored tensor
+        with torch.device("meta"), _parameter_budget(limit, 3 * len(header) + 256, weights.parent):
             probe = target.from_config(dict(config))
         expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
     except SoundweaveError:
