@@ -28,7 +28,13 @@ EXPECTED = {
     # ConfigError without the folder's name
     "pretrained_config/mulan-config-error-unnamed.json": (CheckpointError, "is not a valid MuLaN: loss must be"),
     # out of memory: codebook_dim 8,000,000 allocated before the build failed
-    "pretrained_config/oom-codebook-dim-8e6.json": (CheckpointError, "parameter values, far more than model.safetensors holds"),
+    "pretrained_config/oom-codebook-dim-8e6.json": (CheckpointError, "parameter values, far more than model.safe"),
+    # out of memory: a 16M x 65 mel filter bank (a non-persistent buffer: not in the weights file at all)
+    "pretrained_config/oom-mulan-16M-mel-bands.json": (CheckpointError, "describes buffers of over"),
+    # out of memory: patch size 8M x 8 (with 3M mel bands)
+    "pretrained_config/oom-mulan-patch-size-8M.json": (CheckpointError, "describes buffers of over"),
+    # out of memory: a 1e9-sample STFT window for the training loss
+    "pretrained_config/oom-stft-loss-fft-size-1e9.json": (CheckpointError, "describes buffers of over"),
     # ConfigError without the folder's name
     "pretrained_config/soundstream-config-error-unnamed.json": (CheckpointError,
                                                                 "is not a valid SoundStream: rq_quantize_dropout"),

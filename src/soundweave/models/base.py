@@ -100,16 +100,26 @@ def _weights_header(weights: Path) -> dict[str, tuple[int, ...]]:
 
 @contextlib.contextmanager
 def _parameter_budget(limit: int, tensors: int, folder: Path):
-    """Stop a model build (in this thread) as soon as its parameters pass `limit` values, it has registered more
-    than `tensors` parameters and buffers, or it has built an absurd number of modules: a config.json with depth
-    2**63 or 2000 quantizer levels is an error at once, not an endless loop."""
+    """Stop a model build (in this thread) as soon as its parameters pass `limit` values, its buffers (stored or
+    not: filter banks, windows, masks) 4 x limit + 64M values, it has registered more than `tensors` parameters
+    and buffers, or it has built an absurd number of modules: a config.json with depth 2**63, 2000 quantizer
+    levels or 16M mel bands is an error at once, not an endless loop or an out-of-memory."""
     from torch.nn.modules.module import (
         register_module_buffer_registration_hook,
         register_module_module_registration_hook,
         register_module_parameter_registration_hook,
     )
 
-    owner, counts = threading.get_ident(), {"numel": 0, "modules": 0, "tensors": 0}
+    owner, counts = threading.get_ident(), {"numel": 0, "modules": 0, "tensors": 0, "buffers": 0}
+    buffer_limit = 4 * limit + 64_000_000
+
+    def on_buffer(module, name, buffer):
+        on_tensor(module, name, buffer)
+        if threading.get_ident() == owner and buffer is not None:
+            counts["buffers"] += buffer.numel()
+            if counts["buffers"] > buffer_limit:
+                raise CheckpointError(f"config.json in {str(folder)!r} describes buffers of over {buffer_limit:,} "
+                                      "values; its sizes are implausible")
 
     def on_tensor(module, name, tensor):
         if threading.get_ident() == owner and tensor is not None:
@@ -135,7 +145,7 @@ def _parameter_budget(limit: int, tensors: int, folder: Path):
                 raise CheckpointError(f"config.json in {str(folder)!r} describes a model of over 100,000 modules")
 
     handles = [register_module_parameter_registration_hook(on_parameter),
-               register_module_buffer_registration_hook(on_tensor),
+               register_module_buffer_registration_hook(on_buffer),
                register_module_module_registration_hook(on_module)]
     try:
         yield
