@@ -25,6 +25,8 @@ EXPECTED = {
     "pretrained_config/hang-depth-2-63.json": (CheckpointError, "far more than model.safetensors holds"),
     # a hang: 2000 residual-quantizer levels, each small, built one by one on the meta device
     "pretrained_config/hang-2000-quantizers.json": (CheckpointError, "far more than model.safetensors holds"),
+    # a hang: the multi-scale mel loss computing 2 ** (2 ** 63)
+    "pretrained_config/hang-window-power-2-63.json": (CheckpointError, "window powers of two must be whole numbers"),
     # ConfigError without the folder's name
     "pretrained_config/mulan-config-error-unnamed.json": (CheckpointError, "is not a valid MuLaN: loss must be"),
     # out of memory: codebook_dim 8,000,000 allocated before the build failed
