@@ -36,7 +36,7 @@ EXPECTED = {
     # out of memory: patch size 8M x 8 (with 3M mel bands)
     "pretrained_config/oom-mulan-patch-size-8M.json": (CheckpointError, "describes buffers of over"),
     # out of memory: a 1e9-sample STFT window for the training loss
-    "pretrained_config/oom-stft-loss-fft-size-1e9.json": (CheckpointError, "describes buffers of over"),
+    "pretrained_config/oom-stft-loss-fft-size-1e9.json": (CheckpointError, "STFT loss FFT sizes must be whole numbers"),
     # ConfigError without the folder's name
     "pretrained_config/soundstream-config-error-unnamed.json": (CheckpointError,
                                                                 "is not a valid SoundStream: rq_quantize_dropout"),
