@@ -24,13 +24,15 @@ EXPECTED = {
     # a hang: TextTransformer depth 2**63 built layer after layer
     "pretrained_config/hang-depth-2-63.json": (CheckpointError, "far more than model.safetensors holds"),
     # a hang: 2000 residual-quantizer levels, each small, built one by one on the meta device
-    "pretrained_config/hang-2000-quantizers.json": (CheckpointError, "far more than model.safetensors holds"),
+    "pretrained_config/hang-2000-quantizers.json": (CheckpointError, "rq_num_quantizers must be at most 1024"),
     # a hang: the multi-scale mel loss computing 2 ** (2 ** 63)
     "pretrained_config/hang-window-power-2-63.json": (CheckpointError, "window powers of two must be whole numbers"),
     # ConfigError without the folder's name
     "pretrained_config/mulan-config-error-unnamed.json": (CheckpointError, "is not a valid MuLaN: loss must be"),
     # out of memory: codebook_dim 8,000,000 allocated before the build failed
     "pretrained_config/oom-codebook-dim-8e6.json": (CheckpointError, "parameter values, far more than model.safe"),
+    # out of memory: vector-quantize-pytorch's per-level settings tuple for 2e9 RVQ levels
+    "pretrained_config/oom-2e9-quantizer-levels.json": (CheckpointError, "rq_num_quantizers must be at most 1024"),
     # out of memory: a 16M x 65 mel filter bank (a non-persistent buffer: not in the weights file at all)
     "pretrained_config/oom-mulan-16M-mel-bands.json": (CheckpointError, "describes buffers of over"),
     # out of memory: patch size 8M x 8 (with 3M mel bands)
