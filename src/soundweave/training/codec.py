@@ -338,6 +338,9 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
         return _fit_spectral(data_dir, out_dir, kmeans_iters, preset, model_config, init_from, seed, eval_clips,
                              eval_seconds, eval_split, progress)
     defaults = PRESET_TRAINING[preset]
+    from ..runtime import seed_everything
+
+    seed_everything(seed)  # the new codec's initial weights too: two runs with one seed are the same run
     if init_from is not None:
         codec = cls.from_pretrained(init_from)
         codec.train()

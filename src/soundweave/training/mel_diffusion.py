@@ -523,6 +523,9 @@ def _fit_within(trainer: Trainer, steps: int, seconds: float, resume: bool) -> T
 def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs) -> MelDiffusionTrainResult:
     """Train (or fine-tune) and save the pipeline into `config.out`. See `MelDiffusionTrainConfig`."""
     cfg = config or MelDiffusionTrainConfig(**kwargs)
+    from ..runtime import seed_everything
+
+    seed_everything(cfg.seed)  # the new UNet's initial weights too: two runs with one seed are the same run
     out = Path(cfg.out)
     spec_file = out / SPEC_NAME
     if cfg.resume and not spec_file.is_file() and out.is_dir() and (out / "checkpoints").is_dir():
