@@ -7,10 +7,12 @@ continuing the curve. The commands are the user's, unchanged (the console script
 Tolerance: the processes draw their own random crops / SpecAugment / masks / noise (each its half of the global
 batch), so the two curves are the same training on different random draws, not the same numbers. Stated per
 trainer in TOLERANCE: the largest relative difference between the two curves' mean losses over 4-step stretches
-(steps 1-4 and 5-8). For MuLaN, per-process negatives (4 instead of 8) would lower the loss by about ln 2
-(some 30 %), far outside it. SoundStorm's loss depends on the random prompt/level/mask draw per clip and mel
-diffusion's on the random timestep per image, so 8 steps of batch 8 leave them much noisier (measured 3-7 % and
-15-17 % over runs with one thread; the tolerances are 15 % and 35 %).
+(steps 1-4 and 5-8; for SoundStorm over the whole run, see WINDOW). Each process draws from its own random
+stream (seed + process index), as the halves of one process's batch would. For MuLaN, per-process negatives
+(4 instead of 8) would lower the loss by about ln 2 (some 30 %), far outside it. SoundStorm's loss depends on
+the random prompt/level/mask draw per clip and mel diffusion's on the random timestep per image, so 8 steps of
+batch 8 leave them much noisier (measured with one thread: SoundStorm 1-3 % over the whole run and 5-9 % on the
+resumed half, mel 15-17 %; the tolerances are 15 % and 35 %).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 STEPS, BATCH, SAVE = 8, 8, 4
 TOLERANCE = {"mulan": 0.05, "soundstorm": 0.15, "mel": 0.35}
+# stretch length per trainer: SoundStorm's per-step loss swings with the random level drawn per clip (level 0
+# against level 7 differ by more than the tolerance), so its curves are compared over the whole 8-step run
+WINDOW = {"mulan": 4, "soundstorm": 8, "mel": 4}
 SOUNDWEAVE = Path(sys.executable).with_name("soundweave")
 
 
@@ -72,8 +77,8 @@ def curve_difference(a: dict[int, float], b: dict[int, float], steps, window: in
 def check(name, out1: Path, out2: Path, argv, port):
     one, two = losses(out1), losses(out2)
     assert sorted(one) == sorted(two) == list(range(1, STEPS + 1))
-    check_margin(f"distributed.{name}.2proc_vs_1proc_curve", curve_difference(two, one, range(1, STEPS + 1)),
-                 TOLERANCE[name])
+    check_margin(f"distributed.{name}.2proc_vs_1proc_curve",
+                 curve_difference(two, one, range(1, STEPS + 1), WINDOW[name]), TOLERANCE[name])
     # resume the 2-process run's step-4 checkpoint on one process
     ckpts = out2 / "checkpoints"
     assert (ckpts / "step-00000004" / "rng_1.pt").is_file()
@@ -82,7 +87,7 @@ def check(name, out1: Path, out2: Path, argv, port):
     assert result.exit_code == 0, result.output
     resumed = losses(out2)
     check_margin(f"distributed.{name}.resumed_1proc_vs_1proc_curve",
-                 curve_difference(resumed, one, range(SAVE + 1, STEPS + 1)), TOLERANCE[name])
+                 curve_difference(resumed, one, range(SAVE + 1, STEPS + 1), WINDOW[name]), TOLERANCE[name])
     print(name, "1 process", one, "2 processes", two, "resumed on 1", resumed)
     return one, two, resumed
 

@@ -282,7 +282,7 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
                      bf16: bool = False, resume: bool = False, seed: int = 0, ema_decay: float | None = None,
                      eval_every: int = 0, save_every: int = 0, log_every: int = 10, where: Any = None,
                      cache_dir: str | os.PathLike | None = None, max_seconds: float | None = None,
-                     progress: bool = True) -> SoundStormTrainResult:
+                     progress: bool = True, level_probs: Sequence[float] | None = None) -> SoundStormTrainResult:
     """Train SoundStorm on the codes of `codec` for the clips of a manifest folder (split "train").
 
     Codes are computed once and cached in `cache_dir` (default OUT/codes). Crops of `seconds` (None:
@@ -290,6 +290,7 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
     optional `dim`/`depth` overrides, or `net`. On resume, the network config stored in OUT is used.
     The trained model, with the codec attached, is saved to OUT (load it with `SoundStorm.from_pretrained`).
     `max_seconds` ends training early once that much wall time has passed (for demos with a time budget).
+    `level_probs`: how often each level is trained (see `SoundStorm`; None = uniform, as the paper).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -323,7 +324,7 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
                           f"{codec.num_quantizers} x {codec.codebook_size}")
     atomic_write_bytes(net_file, lambda tmp: Path(tmp).write_text(json.dumps(net.get_config(), indent=2,
                                                                                  sort_keys=True)))
-    model = SoundStorm(net, steps=generation_steps)
+    model = SoundStorm(net, steps=generation_steps, level_probs=level_probs)
 
     if streaming:
         dataset = CodeStream(train_stream, frames)
@@ -339,7 +340,7 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
     trainer = Trainer(model, dataset, soundstorm_step_fn, config, collate_fn=collate_codes, eval_fn=eval_fn)
     result = _fit(trainer, resume, steps, max_seconds)
     trained: PretrainedModel = trainer.final_model()
-    final = SoundStorm(trained.net, soundstream=codec, steps=generation_steps).eval()
+    final = SoundStorm(trained.net, soundstream=codec, steps=generation_steps, level_probs=level_probs).eval()
     trainer.run_on_main(final.save_pretrained, out)
     metrics = trainer.evaluate() if eval_fn is not None else {}
     return SoundStormTrainResult(model=final, model_dir=out, train=result, num_clips=num_clips, metrics=metrics)

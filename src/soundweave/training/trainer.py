@@ -274,7 +274,9 @@ class Trainer:
         if self.accelerator.num_processes > 1:
             atexit.unregister(_destroy_process_group)  # once per process, however many Trainers it builds
             atexit.register(_destroy_process_group)
-        set_seed(config.seed)
+        # each process its own random stream (seed + process index; one process: the seed itself), so the masks,
+        # noise levels and dropout of the halves of a global batch are independent draws, as in one process
+        set_seed(config.seed, device_specific=True)
         self.out_dir = Path(config.out_dir)
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
