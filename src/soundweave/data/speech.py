@@ -101,10 +101,10 @@ def random_sentence(rng: np.random.Generator) -> str:
         number = int(rng.integers(2, 100))
         return f"{name} {_pick(rng, _VERBS_PAST)} {number} {noun}s {_pick(rng, _PLACES)}."
     if kind == 3:
-        return f"{name}, {_pick(rng, _VERBS_PAST)} you the {noun}?"
+        return f"{name}, did you see the {adj} {noun}?"
     if kind == 4:
-        hour, minutes = int(rng.integers(1, 13)), int(rng.integers(10, 60))
-        return f"The {noun} leaves at {hour} {minutes}, so {name.lower().capitalize()} {_pick(rng, _VERBS)} a {adj} {noun2}."
+        hour = int(rng.integers(1, 13))
+        return f"The {noun} leaves at {hour}, so {name} {_pick(rng, _VERBS)} a {adj} {noun2}."
     return f"My {noun} is {adj}, and your {noun2} is {_pick(rng, _ADJS)}."
 
 
