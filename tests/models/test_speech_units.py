@@ -34,7 +34,8 @@ def test_mfcc_units_carry_phoneme_information(tmp_path):
         frames = units.features(audio16, ESPEAK_RATE).shape[0]
         clips.append(audio16)
         labels.append(torch.from_numpy(units_from_alignment(align_phonemes(audio, ESPEAK_RATE, lines), 25.0, frames)))
-    model = MFCCUnits(k=24, frame_rate=25.0).fit(clips, sample_rate=ESPEAK_RATE, generator=torch.Generator().manual_seed(0))
+    model = MFCCUnits(k=24, frame_rate=25.0).fit(clips, sample_rate=ESPEAK_RATE,
+                                                 generator=torch.Generator().manual_seed(0))
     ids = torch.cat([model(c, ESPEAK_RATE) for c in clips])
     assert ids.min() >= 0 and ids.max() < 24
     score = pnmi(ids, torch.cat(labels))

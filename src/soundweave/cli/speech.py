@@ -129,4 +129,93 @@ def generate_speech_cmd(text: list[str] = typer.Argument(..., help="One or more 
     done(f"{len(speech)} sentence(s) spoken", out)
 
 
-__all__ = ["generate_speech_cmd", "speech_corpus_cmd", "train_t2s_cmd"]
+
+
+
+def transcribe(audio, sample_rate: int) -> str | None:
+    """pocketsphinx's English transcript of `audio` (None when pocketsphinx is not installed)."""
+    try:
+        from pocketsphinx import Decoder
+    except ImportError:
+        return None
+    import numpy as np
+    import torch
+
+    from ..audio.io import resample
+
+    audio = audio.reshape(-1).float().cpu()
+    if sample_rate != 16000:
+        audio = resample(audio, sample_rate, 16000)
+    audio = audio / audio.abs().max().clamp_min(1e-6) * 0.8
+    pad = torch.zeros(3200)
+    pcm = (torch.cat([pad, audio, pad]).clamp(-1, 1).numpy() * 32767).astype(np.int16).tobytes()
+    decoder = Decoder(samprate=16000, loglevel="FATAL")
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    hyp = decoder.hyp()
+    return hyp.hypstr if hyp is not None else ""
+
+
+DEMO_SENTENCES = ("The small cat sees the red bird near the river.", "Where is the old clock?")
+
+
+def demo(ctx, n: int = 300, t2s_seconds: float = 60.0, soundstorm_seconds: float = 60.0,
+         sentences: tuple[str, ...] = DEMO_SENTENCES) -> None:
+    """Speak a small corpus with espeak-ng, fit the offline codec on it, train a small TextToSemantic and a
+    phoneme-conditioned SoundStorm briefly, then say two sentences in two voices (3 s prompts from held-out
+    clips). Writes OUT/speech/{corpus/, codec/, text-to-semantic/, tts/, voice-*.wav, speech-*.wav,
+    spectrograms.png, transcripts.json}."""
+    import json
+
+    from ..audio import load, save
+    from ..audio.spectrogram_png import save_spectrograms
+    from ..data.manifest import read_manifest
+    from ..data.speech import make_speech_corpus
+    from ..training.codec import train_codec
+    from ..training.speech import train_speech_soundstorm
+    from ..training.text_to_semantic import train_text_to_semantic
+
+    out = ctx.step_dir("speech")
+    corpus = out / "corpus"
+    report = make_speech_corpus(corpus, n=n, seed=ctx.seed, overwrite=True, progress=True)
+    codec = train_codec(corpus, out / "codec", kind="spectral", seed=ctx.seed, progress=True, kmeans_iters=6).model
+    t2s = train_text_to_semantic(corpus, out / "text-to-semantic", steps=3000, preset="small", batch_size=16,
+                                 max_seconds=t2s_seconds, seed=ctx.seed, progress=True)
+    tts = train_speech_soundstorm(corpus, codec, out / "tts", steps=3000, preset="small", dim=128, depth=3,
+                                  batch_size=8, lr=1e-3, seconds=3.0, max_seconds=soundstorm_seconds,
+                                  text_to_semantic=t2s.model, seed=ctx.seed, progress=True)
+    model = tts.model
+    held = read_manifest(corpus, "test")
+    voices, seen = [], set()
+    for record in held:
+        if record.tags["voice"] not in seen and len(voices) < 2:
+            seen.add(record.tags["voice"])
+            voices.append(record)
+    sr = codec.sample_rate
+    rows, transcripts = [], []
+    for i, (record, text) in enumerate(zip(voices, sentences, strict=False)):
+        audio, _ = load(corpus / record.path, sr=sr)
+        prompt = audio[: 3 * sr]
+        start = time.perf_counter()
+        speech = model.generate(texts=[text], prompt_audio=prompt[None], seed=ctx.seed)[0].cpu()
+        elapsed = time.perf_counter() - start
+        save(out / f"voice-{i}.wav", prompt, sr)
+        save(out / f"speech-{i}.wav", speech, sr)
+        heard = transcribe(speech, sr)
+        transcripts.append({"text": text, "voice": record.tags["voice"], "recognized": heard,
+                            "prompt_recognized": transcribe(prompt, sr), "seconds": round(speech.numel() / sr, 2),
+                            "generation_s": round(elapsed, 2)})
+        rows += [(f"voice {i} prompt ({record.tags['voice']})", prompt, sr), (f"speech {i}: {text}", speech, sr)]
+        console.print(f"  [{record.tags['voice']}] {text!r} -> pocketsphinx heard {heard!r}")
+    save_spectrograms(out / "spectrograms.png", rows, sample_rate=sr)
+    metrics = {"corpus_clips": report.n, "corpus_seconds": report.seconds,
+               "t2s_steps": t2s.train.step, "t2s_valid": t2s.metrics, "soundstorm_steps": tts.train.step,
+               "soundstorm_valid": tts.metrics, "transcripts": transcripts}
+    (out / "transcripts.json").write_text(json.dumps(metrics, indent=2))
+    ctx.add_output("speech", f"{report.n} espeak-ng sentences with phoneme alignments", corpus)
+    ctx.add_output("speech", "TTS model (SoundStorm + TextToSemantic + codec)", out / "tts")
+    ctx.add_output("speech", "two sentences in two voices", out / "speech-0.wav")
+    ctx.add_output("speech", "spectrograms: prompts and speech", out / "spectrograms.png")
+    ctx.add_output("speech", "input text vs pocketsphinx transcript", out / "transcripts.json")
+__all__ = ["demo", "generate_speech_cmd", "speech_corpus_cmd", "train_t2s_cmd", "transcribe"]

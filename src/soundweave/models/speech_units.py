@@ -62,7 +62,7 @@ class MFCCUnits(PretrainedModel):
     def __init__(self, k: int = 100, frame_rate: float = 25.0, sample_rate: int = 16000, n_mels: int = 40,
                  n_mfcc: int = 13, deltas: bool = True):
         super().__init__()
-        self.config = c = MFCCUnitsConfig(k, float(frame_rate), sample_rate, n_mels, n_mfcc, deltas)
+        self.config = MFCCUnitsConfig(k, float(frame_rate), sample_rate, n_mels, n_mfcc, deltas)
         hop = int(round(sample_rate / frame_rate))
         self.mel = MelSpectrogram(sample_rate=sample_rate, n_fft=4 * hop if 4 * hop <= 2048 else 2048,
                                   hop_length=hop, n_mels=n_mels, log_floor=1e-6)
