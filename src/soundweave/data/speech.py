@@ -16,9 +16,9 @@ word pass drops words even with wide beams). So the times come from the audio it
 speech and pauses by frame energy (10 ms frames, pauses >= 60 ms), espeak's clause lines are matched to the
 speech regions when their counts agree (else the whole phoneme string is spread over all speech), and within
 a region each phoneme gets a share of the time proportional to its typical duration (`PHONEME_SECONDS`,
-calibrated once with the reference below on sentences and a voice the measurement does not use). `alignment_error` measures
-this against a reference made by synthesizing every phoneme prefix of a clip separately (the prefix's length
-is where the next phoneme starts); benchmarks/tts_quality.py reports the error in milliseconds.
+calibrated once with the reference of `alignment_error` on sentences the measurement does not use).
+`alignment_error` measures the method against a reference made by synthesizing every phoneme prefix of a
+sentence followed by a fixed tail syllable; benchmarks/tts_quality.py reports the error in milliseconds.
 """
 
 from __future__ import annotations
