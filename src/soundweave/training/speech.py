@@ -6,10 +6,11 @@
 
 The semantic tokens are the phoneme ids of the corpus's alignment at `unit_rate` per second (default 25 =
 half the codec's 50 frames/s; `semantic_ratio` = 2 repeats each unit over two codec frames). The paper's
-mask (prompt delimiter, level, cosine masking) is SoundStorm's own. One addition for voice prompts: at
-inference the units of a prompt from another recording are unknown, so in training, with probability
-`prompt_blank_prob`, the units of a random prefix (up to half the crop) are replaced by the pad id, and the
-model learns to read a voice from codes without units under them.
+mask (prompt delimiter, level, cosine masking) is SoundStorm's own. For voice prompts: at inference the
+prompt is another recording whose units are unknown, so half of the training items are laid out that way -
+up to `prompt_seconds` of another clip of the same voice with pad units under it, then the clip with its
+units (`SpeechCodeDataset`); and with probability `prompt_blank_prob` the units of a random prefix of an
+item are blanked too, so the model learns to read a voice from codes without units under them.
 """
 
 from __future__ import annotations
@@ -45,25 +46,50 @@ def speech_units(codec: nn.Module, data: str | os.PathLike, split: str, codes: S
 
 
 class SpeechCodeDataset(Dataset):
-    """Items {"codes": (F, Q), "mask": (F,), "units": (F / ratio,)}: crops that start on a unit boundary."""
+    """Items {"codes": (F, Q), "mask": (F,), "units": (F / ratio,)}: crops that start on a unit boundary.
+
+    With `voices` (one speaker label per clip) and `prompt_units` > 0, an item is, with probability
+    `prompt_prob`, the inference layout: up to `prompt_units` units' worth of codes of another clip of the same
+    voice with pad units under them (the voice prompt), then the clip itself with its units."""
 
     def __init__(self, codes: Sequence[torch.Tensor], units: Sequence[torch.Tensor], ratio: int,
-                 frames: int | None = None, random_crop: bool = True):
+                 frames: int | None = None, random_crop: bool = True, voices: Sequence[str] | None = None,
+                 prompt_units: int = 0, prompt_prob: float = 0.5, pad_id: int = -1):
         if not codes:
             raise DataError("no clips to train on")
         if frames is not None and frames % ratio:
             frames -= frames % ratio
         self.codes, self.units, self.ratio, self.frames, self.random_crop = list(codes), list(units), ratio, frames, \
             random_crop
+        self.prompt_units, self.prompt_prob, self.pad_id = prompt_units, prompt_prob, pad_id
+        self.same_voice: list[list[int]] = []
+        if voices is not None and prompt_units > 0:
+            groups: dict[str, list[int]] = {}
+            for i, v in enumerate(voices):
+                groups.setdefault(v, []).append(i)
+            self.same_voice = [[j for j in groups[v] if j != i] for i, v in enumerate(voices)]
 
     def __len__(self) -> int:
         return len(self.codes)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def _clip(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         codes, units, r = self.codes[index], self.units[index], self.ratio
         n_units = units.shape[0]
         codes = torch.cat([codes, codes.new_zeros(n_units * r - codes.shape[0], codes.shape[1])]) \
             if codes.shape[0] < n_units * r else codes[: n_units * r]
+        return codes, units
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        codes, units = self._clip(index)
+        r = self.ratio
+        others = self.same_voice[index] if self.same_voice else []
+        if others and self.random_crop and float(torch.rand(())) < self.prompt_prob:
+            p_codes, p_units = self._clip(others[int(torch.randint(0, len(others), ()))])
+            take = min(self.prompt_units, p_units.shape[0])
+            start = int(torch.randint(0, p_units.shape[0] - take + 1, ()))
+            codes = torch.cat([p_codes[start * r:(start + take) * r], codes])
+            units = torch.cat([torch.full((take,), self.pad_id, dtype=units.dtype), units])
+        n_units = units.shape[0]
         if self.frames is not None and n_units * r > self.frames:
             span = self.frames // r
             start = int(torch.randint(0, n_units - span + 1, ())) if self.random_crop else 0
@@ -133,9 +159,9 @@ class SpeechSoundStormTrainResult:
 
 def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Module, out: str | os.PathLike, *,
                             steps: int = 2000, batch_size: int = 8, lr: float = 3e-4, warmup_steps: int = 100,
-                            seconds: float | None = 4.0, preset: str = "small", dim: int | None = None,
+                            seconds: float | None = 6.0, preset: str = "small", dim: int | None = None,
                             depth: int | None = None, unit_rate: float | None = None, generation_steps: int = 16,
-                            prompt_blank_prob: float = 0.5,
+                            prompt_blank_prob: float = 0.25, prompt_seconds: float = 3.0, prompt_prob: float = 0.5,
                             text_to_semantic: str | os.PathLike | TextToSemantic | None = None,
                             bf16: bool = False, seed: int = 0, eval_every: int = 0, save_every: int = 0,
                             log_every: int = 10, max_seconds: float | None = None, resume: bool = False,
@@ -177,7 +203,11 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
     net_file.write_text(json.dumps(net.get_config(), indent=2, sort_keys=True))
     model = SoundStorm(net, steps=generation_steps)
     frames = codec.seconds_to_frames(seconds) if seconds else None
-    dataset = SpeechCodeDataset(train_codes, train_units, ratio, frames)
+    voices = [r.tags.get("voice", "") for r in CaptionedAudioDataset(data, split="train",
+                                                                       sample_rate=codec.sample_rate).records]
+    prompt_units = int(round(prompt_seconds * unit_rate))
+    dataset = SpeechCodeDataset(train_codes, train_units, ratio, frames, voices=voices, prompt_units=prompt_units,
+                                prompt_prob=prompt_prob, pad_id=net.config.semantic_pad_id)
     config = TrainerConfig(out_dir=str(out), max_steps=steps, batch_size=min(batch_size, len(dataset)), lr=lr,
                            warmup_steps=min(warmup_steps, steps // 4), mixed_precision="bf16" if bf16 else "no",
                            eval_every=eval_every if valid_codes else 0, save_every=save_every, log_every=log_every,
