@@ -179,7 +179,8 @@ def demo(ctx, n: int = 300, t2s_seconds: float = 60.0, soundstorm_seconds: float
     out = ctx.step_dir("speech")
     corpus = out / "corpus"
     report = make_speech_corpus(corpus, n=n, seed=ctx.seed, overwrite=True, progress=True)
-    codec = train_codec(corpus, out / "codec", kind="spectral", seed=ctx.seed, progress=True, kmeans_iters=6).model
+    codec = train_codec(corpus, out / "codec", kind="spectral", seed=ctx.seed, progress=True, kmeans_iters=6,
+                        model_config=dict(num_quantizers=4, codebook_size=256)).model
     t2s = train_text_to_semantic(corpus, out / "text-to-semantic", steps=3000, preset="small", batch_size=16,
                                  max_seconds=t2s_seconds, seed=ctx.seed, progress=True)
     tts = train_speech_soundstorm(corpus, codec, out / "tts", steps=3000, preset="small", dim=128, depth=3,

@@ -122,6 +122,7 @@ def train_text_to_semantic(data: str | os.PathLike | Sequence[tuple[str, torch.T
                            steps: int = 2000, batch_size: int = 16, lr: float = 1e-3, warmup_steps: int = 100,
                            preset: str = "small", dim: int | None = None, depth: int | None = None,
                            model: TextToSemantic | None = None, unit_rate: float = DEFAULT_UNIT_RATE,
+                           dropout: float = 0.1,
                            bf16: bool = False, seed: int = 0, resume: bool = False, eval_every: int = 0,
                            save_every: int = 0, log_every: int = 10, max_seconds: float | None = None,
                            progress: bool = True) -> TextToSemanticTrainResult:
@@ -138,7 +139,7 @@ def train_text_to_semantic(data: str | os.PathLike | Sequence[tuple[str, torch.T
     else:
         pairs, valid = list(data), []
     if model is None:
-        model = build_text_to_semantic(preset, dim=dim, source_depth=depth, target_depth=depth,
+        model = build_text_to_semantic(preset, dim=dim, source_depth=depth, target_depth=depth, dropout=dropout,
                                        max_target_len=max(1024, 2 * max(int(u.shape[0]) for _, u in pairs) + 2))
     dataset = TextUnitDataset(pairs)
     config = TrainerConfig(out_dir=str(out / "train"), max_steps=steps, batch_size=min(batch_size, len(dataset)),
