@@ -50,7 +50,8 @@ class Recognizer:
         if vocabulary:
             words = sorted({w for w in vocabulary if self.decoder.lookup_word(w) is not None})
             grammar = "#JSGF V1.0;\ngrammar corpus;\npublic <utt> = <w>+;\n<w> = " + " | ".join(words) + ";\n"
-            self.decoder.set_jsgf_string(grammar)
+            self.decoder.add_jsgf_string("corpus", grammar)
+            self.decoder.activate_search("corpus")
 
     def __call__(self, audio: torch.Tensor, sr: int) -> str:
         from soundweave.audio.io import resample

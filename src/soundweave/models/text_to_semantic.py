@@ -68,7 +68,7 @@ class TextToSemanticConfig:
     dropout: float = 0.0
     max_source_len: int = 512
     max_target_len: int = 1024
-    max_units_per_token: float = 8.0  # generate's default length cap: this many units per text token (+ 16)
+    max_units_per_token: float = 4.0  # generate's default length cap: this many units per text token (+ 16)
 
     def __post_init__(self):
         for name in ("dim", "source_depth", "target_depth", "num_semantic_token_ids", "heads", "dim_head",
@@ -165,7 +165,7 @@ class TextToSemantic(PretrainedModel):
                  num_text_token_ids: int | None = None, num_semantic_token_ids: int = 500,
                  use_openai_tokenizer: bool = False, heads: int = 8, dim_head: int = 64, ff_mult: float = 4.0,
                  dropout: float = 0.0, max_source_len: int = 512, max_target_len: int = 1024,
-                 max_units_per_token: float = 8.0):
+                 max_units_per_token: float = 4.0):
         super().__init__()
         self.config = c = TextToSemanticConfig(dim, source_depth, target_depth, num_text_token_ids,
                                                num_semantic_token_ids, use_openai_tokenizer, heads, dim_head,
