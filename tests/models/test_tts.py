@@ -126,3 +126,17 @@ def test_required_usage_as_written(tmp_path):
     assert all(g.ndim == 1 and g.dtype == torch.float32 and torch.isfinite(g).all() for g in generated_speech)
     # the stored stage stops at once (EOS first), so each item is one unit (2 frames at ratio 1 -> 1 frame)
     assert generated_speech[0].shape == (soundstream.hop_length,)
+
+
+def test_default_voice_is_the_prompt_without_one_and_round_trips(t2s, tmp_path):
+    model = tiny_tts(t2s)
+    voice = torch.randint(0, 16, (6, 2))
+    unprompted = model.generate(texts=[LONG], seed=5, return_codes=True)[0]
+    model.set_default_voice(voice)
+    default = model.generate(texts=[LONG], seed=5, return_codes=True)[0]
+    explicit = model.generate(texts=[LONG], prompt_acoustic_token_ids=voice[None], seed=5, return_codes=True)[0]
+    assert torch.equal(default, explicit) and default.shape == unprompted.shape == (24, 2)
+    model.save_pretrained(tmp_path / "tts")
+    again = SoundStorm.from_pretrained(tmp_path / "tts")
+    assert torch.equal(again.default_voice, voice)
+    assert torch.equal(again.generate(texts=[LONG], seed=5, return_codes=True)[0], default)

@@ -93,6 +93,7 @@ class SoundStorm(PretrainedModel):
         self.text_to_semantic = None
         if spear_tts_text_to_semantic is not None:
             self.attach_text_to_semantic(spear_tts_text_to_semantic)
+        self.default_voice: torch.Tensor | None = None  # (P, Q) codes: generate_speech's prompt when none is given
 
     # -- codec -------------------------------------------------------------------------------------------------
     def attach_codec(self, soundstream: nn.Module) -> None:
@@ -145,6 +146,8 @@ class SoundStorm(PretrainedModel):
             config["soundstream"] = {"_class": type(self.soundstream).__name__, **self.soundstream.get_config()}
         if self.text_to_semantic is not None:
             config["text_to_semantic"] = self.text_to_semantic.get_config()
+        if self.default_voice is not None:
+            config["default_voice"] = self.default_voice.tolist()
         return config
 
     @classmethod
@@ -167,7 +170,23 @@ class SoundStorm(PretrainedModel):
             from .text_to_semantic import TextToSemantic
 
             t2s = TextToSemantic.from_config(t2s_config)
-        return cls(net, codec, spear_tts_text_to_semantic=t2s, **config)
+        voice = config.pop("default_voice", None)
+        model = cls(net, codec, spear_tts_text_to_semantic=t2s, **config)
+        if voice is not None:
+            model.set_default_voice(torch.tensor(voice, dtype=torch.long))
+        return model
+
+    def set_default_voice(self, voice: torch.Tensor | None) -> None:
+        """The voice `generate_speech` uses without a prompt: codes `(P, Q)` or audio `(T,)` at the codec's rate
+        (encoded by the attached codec); None = no default (the model then samples a voice). Saved in config.json."""
+        if voice is None:
+            self.default_voice = None
+            return
+        if isinstance(voice, torch.Tensor) and voice.is_floating_point():
+            voice = self.encode_audio(voice.reshape(1, -1))[0][0]
+        codes = self.net.check_codes(voice[None] if isinstance(voice, torch.Tensor) and voice.ndim == 2 else voice,
+                                     allow_mask=False, name="default_voice")
+        self.default_voice = codes[0].cpu()
 
     # -- properties ----------------------------------------------------------------------------------------
     @property
@@ -526,9 +545,10 @@ class SoundStorm(PretrainedModel):
 
         The voice prompt (`prompt_audio` `(1 | B, T)` at the codec's rate, e.g. 3 s, or its codes `(1 | B, P, Q)`)
         is put in front as in the paper, with no semantic units under it (a prompt's units are unknown here);
-        without a prompt the model speaks in the voice it samples (the same seed, the same voice). Returns a list
-        of per-item waveforms (codes with `return_codes` or without a codec), the prompt not included: a longer
-        text gives longer speech. `return_semantic` also returns the units `(B, S)` (padded with -1).
+        without a prompt the default voice (`set_default_voice`; the speech trainer stores 3 s of a training
+        clip) is the prompt; without either the model speaks in a voice it samples (same seed, same voice).
+        Returns a list of per-item waveforms (codes with `return_codes` or without a codec), the prompt not
+        included: a longer text gives longer speech. `return_semantic` also returns the units `(B, S)` (padded with -1).
         Other keyword arguments (steps, temperature, precision, ...) go to `generate`.
         """
         t2s = self.text_to_semantic
@@ -547,6 +567,8 @@ class SoundStorm(PretrainedModel):
         units = units.masked_fill(units < 0, pad)
 
         prompt = None
+        if prompt_audio is None and prompt_acoustic_token_ids is None and self.default_voice is not None:
+            prompt_acoustic_token_ids = self.default_voice[None]
         if prompt_audio is not None:
             if prompt_acoustic_token_ids is not None:
                 raise ConfigError("give prompt_acoustic_token_ids or prompt_audio, not both")

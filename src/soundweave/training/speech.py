@@ -218,6 +218,8 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
     result = _fit(trainer, resume, steps, max_seconds)
     final = SoundStorm(trainer.eval_model.net, soundstream=codec, steps=generation_steps,
                        spear_tts_text_to_semantic=t2s).eval()
+    # the default voice: the first `prompt_seconds` of the first training clip (its codes, saved in config.json)
+    final.set_default_voice(train_codes[0][: max(ratio, (prompt_units or 1) * ratio)])
     final.save_pretrained(out)
     metrics = eval_fn(final, result.step) if eval_fn is not None else {}
     return SpeechSoundStormTrainResult(model=final, model_dir=out, train=result, num_clips=len(dataset),
