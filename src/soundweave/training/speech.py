@@ -163,11 +163,11 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
                             depth: int | None = None, unit_rate: float | None = None, generation_steps: int = 16,
                             prompt_blank_prob: float = 0.25, prompt_seconds: float = 3.0, prompt_prob: float = 0.5,
                             text_to_semantic: str | os.PathLike | TextToSemantic | None = None,
-                            bf16: bool = False, seed: int = 0, eval_every: int = 0, save_every: int = 0,
+                            net: ConformerWrapper | None = None, bf16: bool = False, seed: int = 0, eval_every: int = 0, save_every: int = 0,
                             log_every: int = 10, max_seconds: float | None = None, resume: bool = False,
                             progress: bool = True) -> SpeechSoundStormTrainResult:
     """Train SoundStorm on a speech corpus's codes conditioned on its phoneme units; save it (codec attached,
-    and `text_to_semantic` attached when given) to `out`."""
+    and `text_to_semantic` attached when given) to `out`. `net` continues training a given network."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     codec = as_codec(codec)
@@ -197,6 +197,9 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
     net_file = out / "soundstorm_net.json"
     if resume and net_file.is_file():
         net = ConformerWrapper.from_config(json.loads(net_file.read_text()))
+    elif net is not None:  # continue from a given network (e.g. SoundStorm.from_pretrained(folder).net)
+        if net.semantic_embeds is None or net.config.semantic_ratio != float(ratio):
+            raise ConfigError(f"the given network must take phoneme units at semantic_ratio {ratio}")
     else:
         net = ConformerWrapper(codebook_size=codec.codebook_size, num_quantizers=codec.num_quantizers,
                                conformer=conformer, num_semantic_token_ids=len(PHONEMES), semantic_ratio=float(ratio))
