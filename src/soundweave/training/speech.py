@@ -163,7 +163,8 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
                             depth: int | None = None, unit_rate: float | None = None, generation_steps: int = 16,
                             prompt_blank_prob: float = 0.25, prompt_seconds: float = 3.0, prompt_prob: float = 0.5,
                             text_to_semantic: str | os.PathLike | TextToSemantic | None = None,
-                            net: ConformerWrapper | None = None, bf16: bool = False, seed: int = 0, eval_every: int = 0, save_every: int = 0,
+                            net: ConformerWrapper | None = None, bf16: bool = False, seed: int = 0,
+                            eval_every: int = 0, save_every: int = 0,
                             log_every: int = 10, max_seconds: float | None = None, resume: bool = False,
                             progress: bool = True) -> SpeechSoundStormTrainResult:
     """Train SoundStorm on a speech corpus's codes conditioned on its phoneme units; save it (codec attached,
