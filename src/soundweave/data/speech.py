@@ -24,13 +24,13 @@ sentence followed by a fixed tail syllable; benchmarks/tts_quality.py reports th
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import shutil
 import subprocess
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -398,21 +398,18 @@ def make_speech_corpus(out_dir: str | os.PathLike, n: int = 600, seed: int = 0, 
         bar = Progress(TextColumn("[bold]speak"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         bar.start()
         task = bar.add_task("speak", total=n)
-    pool = None
+    # threads, not processes: the work is the espeak-ng subprocess (the GIL is released while it runs), and a
+    # forked worker can deadlock on locks the parent's torch / OpenMP threads held at fork time
+    pool = ThreadPoolExecutor(workers) if workers > 1 and n >= 8 else None
     try:
-        if workers <= 1 or n < 8:
-            iterator = map(_render_one, jobs)
-        else:
-            pool = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn").Pool(workers)
-            iterator = pool.imap_unordered(_render_one, jobs, chunksize=4)
+        iterator = pool.map(_render_one, jobs) if pool is not None else map(_render_one, jobs)
         for item in iterator:
             results[item["index"]] = item["record"]
             if bar is not None:
                 bar.update(task, advance=1)
     finally:
         if pool is not None:
-            pool.close()
-            pool.join()
+            pool.shutdown()
         if bar is not None:
             bar.stop()
     records = [CaptionRecord(**r) for r in results]
