@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--soundstorm", type=Path, default=None, help="a trained SoundStorm (skips training)")
     parser.add_argument("--choice-temperature", type=float, default=None,
                         help="MaskGIT choice noise for generation (default: the model's)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="token sampling temperature for generation (default: the model's)")
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--prompt-seconds", type=float, default=1.5)
     parser.add_argument("--total-seconds", type=float, default=4.0)
@@ -99,7 +101,7 @@ def main() -> None:
         prompt = resample(clip[:cut], rate, codec.sample_rate)
         generator = torch.Generator().manual_seed(args.seed + i)
         out = model.generate(seconds=args.total_seconds, prompt_audio=prompt[None], generator=generator,
-                             choice_temperature=args.choice_temperature)[0]
+                             choice_temperature=args.choice_temperature, temperature=args.temperature)[0]
         out = resample(out.float().cpu(), codec.sample_rate, rate)[:total]
         generated[i, : out.shape[-1]] = out
         recon = codec.reconstruct(clip, sample_rate=rate)[0].float().cpu()
@@ -121,6 +123,7 @@ def main() -> None:
                           {"model": str(args.soundstorm)})},
         "choice_temperature": args.choice_temperature if args.choice_temperature is not None
         else model.config.choice_temperature,
+        "temperature": args.temperature if args.temperature is not None else model.config.temperature,
         "generate_s": round(generate_s, 1),
         "instrument_match": {"continuation": round(continued, 4), "real_continuation": round(real, 4),
                              "codec_reconstruction": round(codec_only, 4),

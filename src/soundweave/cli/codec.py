@@ -26,7 +26,8 @@ def _load_codec(model: Path | str, device: str | None = None):
 
 @train_app.command("codec")
 def train_codec_command(
-        data: Path = typer.Option(..., "--data", help="Manifest folder (audio + captions.jsonl) to train on."),
+        data: str = typer.Option(..., "--data", help="Manifest folder (audio + captions.jsonl) to train on; or, for "
+                                 "--kind soundstream, streamed WebDataset shards / hf://datasets/NAME."),
         out: Path = typer.Option(..., "--out", help="Output folder: the codec (config.json + model.safetensors), "
                                                    "logs and checkpoints."),
         steps: int = typer.Option(1000, "--steps", help="Optimizer steps (soundstream)."),

@@ -14,14 +14,17 @@ from .groups import generate_app, train_app
 
 @train_app.command("soundstorm")
 def train_soundstorm_cmd(
-        data: Path = typer.Option(..., "--data", help="Manifest folder (audio + captions.jsonl) to train on."),
+        data: str = typer.Option(..., "--data", help="Manifest folder (audio + captions.jsonl) to train on, or "
+                                 "WebDataset shards with codes of --codec (`soundweave data shard ... --codec`), "
+                                 "streamed: a shard folder, a brace pattern or URLs."),
         codec: Path = typer.Option(..., "--codec", help="Trained codec folder (e.g. from `soundweave train codec`)."),
         out: Path = typer.Option(..., "--out", help="Output folder: the model, checkpoints, logs, cached codes."),
         steps: int = typer.Option(2000, "--steps", help="Optimizer steps."),
         batch_size: int = typer.Option(8, "--batch-size", help="Clips per step."),
         lr: float = typer.Option(3e-4, "--lr", help="Peak learning rate (AdamW, warm-up + cosine decay)."),
         seconds: float = typer.Option(4.0, "--seconds", help="Crop length in seconds (0 = whole clips, padded)."),
-        preset: str = typer.Option("small", "--preset", help="Conformer size: tiny, small (dim 256 x 4) or base."),
+        preset: str = typer.Option("small", "--preset", help="Conformer size: tiny, small (dim 256 x 4), base, or "
+                                   "paper (dim 1024 x 12, 16 heads: the paper's 350M; GPUs)."),
         dim: int = typer.Option(None, "--dim", help="Override the preset's model width."),
         depth: int = typer.Option(None, "--depth", help="Override the preset's number of Conformer blocks."),
         generation_steps: int = typer.Option(16, "--generation-steps",
@@ -31,6 +34,7 @@ def train_soundstorm_cmd(
         ema: float = typer.Option(0.0, "--ema", help="EMA decay of the saved weights (0 = off, e.g. 0.999)."),
         eval_every: int = typer.Option(0, "--eval-every", help="Validation every N steps (0 = only at the end)."),
         save_every: int = typer.Option(500, "--save-every", help="Checkpoint every N steps (0 = never)."),
+        log_every: int = typer.Option(10, "--log-every", help="Write a row of log.csv every N steps."),
         filter_: str = typer.Option("", "--filter", help="Only clips with this tag, e.g. instrument=piano."),
         seed: int = typer.Option(0, "--seed", help="Seed for data order, masks and initialisation."),
         semantic: str = typer.Option("none", "--semantic", help="Conditioning units: 'none', or 'phonemes' (a "
@@ -68,7 +72,7 @@ def train_soundstorm_cmd(
     result = train_soundstorm(data, codec, out, steps=steps, batch_size=batch_size, lr=lr,
                               seconds=seconds if seconds > 0 else None, preset=preset, dim=dim, depth=depth,
                               generation_steps=generation_steps, bf16=bf16, resume=resume, seed=seed,
-                              ema_decay=ema or None, eval_every=eval_every, save_every=save_every,
+                              ema_decay=ema or None, eval_every=eval_every, save_every=save_every, log_every=log_every,
                               where=parse_filter(filter_) or None, progress=True)
     losses = result.train.losses
     print_json({"steps": result.train.step, "clips": result.num_clips,

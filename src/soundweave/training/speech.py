@@ -220,7 +220,7 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
     trainer = Trainer(model, dataset, make_speech_step_fn(prompt_blank_prob), config, collate_fn=collate_speech,
                       eval_fn=eval_fn)
     result = _fit(trainer, resume, steps, max_seconds)
-    final = SoundStorm(trainer.eval_model.net, soundstream=codec, steps=generation_steps,
+    final = SoundStorm(trainer.final_model().net, soundstream=codec, steps=generation_steps,
                        spear_tts_text_to_semantic=t2s).eval()
     # the default voice: the first `prompt_seconds` of the first training clip (its codes, saved in config.json)
     final.set_default_voice(train_codes[0][: max(ratio, (prompt_units or 1) * ratio)])

@@ -161,7 +161,7 @@ def train_text_to_semantic(data: str | os.PathLike | Sequence[tuple[str, torch.T
             result.evals += part.evals
             result.step = part.step
         result.elapsed = time.perf_counter() - start
-    trained: TextToSemantic = trainer.eval_model
+    trained: TextToSemantic = trainer.final_model()
     trained.eval()
     trained.save_pretrained(out)
     metrics = eval_fn(trained, result.step) if eval_fn is not None else {}

@@ -14,14 +14,29 @@ steps. A step is one optimizer update (= `grad_accum` micro-batches).
 Under `accelerate launch --multi_gpu --num_processes N` (without GPUs it starts N CPU processes on gloo) it
 runs unchanged: each process gets a different shard of
 every global batch and gradients are averaged.
+
+Streaming data: `train_dataset` may be a `torch.utils.data.IterableDataset` (`soundweave.data.shards`:
+WebDataset shards, HF streaming) that splits itself across processes and workers. Its loader then gives each
+process batches of `batch_size / N` (not passed through `accelerator.prepare`, which would make every process
+read every sample); an epoch ends for all processes when the first one runs out (no process waits for a
+batch that never comes); `set_epoch(epoch)` is called at each epoch and, on resume,
+`skip_batches(batches_done_in_epoch, per_process_batch)` so the stream continues where it was.
+
+FSDP (`accelerate launch --config_file configs/accelerate/8gpu-fsdp.yaml`): checkpoints hold the full (gathered)
+weights and optimizer state (torch.distributed.checkpoint's state-dict API), so they load under any process count
+or without FSDP; `final_model()` gives the full-weight model to publish; evaluation runs on every process (an FSDP
+forward is collective); EMA is not supported with FSDP (a clear error). Accelerate falls back to DDP on CPUs, so
+this path is only exercised on a plain module here (tests/training/test_trainer_fsdp_path.py).
 """
 
 from __future__ import annotations
 
 import atexit
+import copy
 import csv
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -32,12 +47,12 @@ import torch
 from accelerate import Accelerator
 from accelerate.data_loader import skip_first_batches
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import DataLoaderConfiguration, set_seed
-from safetensors.torch import load_model, save_model
+from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, send_to_device, set_seed
+from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, DataError
 from .checkpoint import (
     EMA_NAME,
     MODEL_NAME,
@@ -166,16 +181,26 @@ class Trainer:
                  on_save: Callable[[nn.Module, Path], None] | None = None):
         self.config = config
         self.step_fn, self.eval_fn, self.on_save = step_fn, eval_fn, on_save
-        if len(train_dataset) == 0:
+        self.streaming = isinstance(train_dataset, IterableDataset)
+        self.train_dataset = train_dataset
+        if not self.streaming and len(train_dataset) == 0:
             raise ConfigError("the training dataset is empty")
         # Accelerate keeps its settings in process-wide singletons; start each Trainer from a clean slate so
         # one run's precision/accumulation never leaks into the next (one Trainer at a time per process).
         AcceleratorState._reset_state()
         GradientState._reset_state()
         # global batches are split across processes (split_batches keeps the global batch size fixed)
+        # launched as several processes on a machine without GPUs: Accelerate only forms the (gloo) process group
+        # when told it runs on the CPU; otherwise every process would train alone
+        several = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+        cpu = config.cpu or (several and not torch.cuda.is_available())
         self.accelerator = Accelerator(mixed_precision=MIXED_PRECISION[config.mixed_precision],
-                                       gradient_accumulation_steps=config.grad_accum, cpu=config.cpu,
+                                       gradient_accumulation_steps=config.grad_accum, cpu=cpu,
                                        dataloader_config=DataLoaderConfiguration(split_batches=True))
+        self.fsdp = self.accelerator.distributed_type == DistributedType.FSDP
+        if self.fsdp and config.ema_decay:
+            raise ConfigError("EMA is not supported under FSDP (the EMA copy would need its own sharding); "
+                              "set ema_decay=None (--ema 0) or launch with a DDP config")
         if self.accelerator.num_processes > 1:
             atexit.unregister(_destroy_process_group)  # once per process, however many Trainers it builds
             atexit.register(_destroy_process_group)
@@ -184,16 +209,24 @@ class Trainer:
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "trainer_config.json").write_text(json.dumps(asdict(config), indent=2))
-        self.sampler = EpochSampler(len(train_dataset), seed=config.seed)
         per_process = max(1, config.batch_size // self.accelerator.num_processes)
-        if len(train_dataset) < per_process * self.accelerator.num_processes and config.drop_last:
-            raise ConfigError(f"dataset has {len(train_dataset)} items, fewer than one batch of {config.batch_size}")
-        loader = DataLoader(train_dataset, batch_size=per_process * self.accelerator.num_processes,
-                            sampler=self.sampler, collate_fn=collate_fn, num_workers=config.num_workers,
-                            drop_last=config.drop_last,
-                            # its own generator: creating an iterator then never draws from the global RNG,
-                            # which keeps a resumed run's dropout/noise draws identical to the original's
-                            generator=torch.Generator().manual_seed(config.seed))
+        self.per_process_batch = per_process
+        if self.streaming:
+            self.sampler = None
+            loader = DataLoader(train_dataset, batch_size=per_process, collate_fn=collate_fn,
+                                num_workers=config.num_workers, drop_last=True,
+                                generator=torch.Generator().manual_seed(config.seed))  # as below
+        else:
+            self.sampler = EpochSampler(len(train_dataset), seed=config.seed)
+            if len(train_dataset) < per_process * self.accelerator.num_processes and config.drop_last:
+                raise ConfigError(f"dataset has {len(train_dataset)} items, fewer than one batch of "
+                                  f"{config.batch_size}")
+            loader = DataLoader(train_dataset, batch_size=per_process * self.accelerator.num_processes,
+                                sampler=self.sampler, collate_fn=collate_fn, num_workers=config.num_workers,
+                                drop_last=config.drop_last,
+                                # its own generator: creating an iterator then never draws from the global RNG,
+                                # which keeps a resumed run's dropout/noise draws identical to the original's
+                                generator=torch.Generator().manual_seed(config.seed))
         params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
         if not params:
             raise ConfigError("the model has no trainable parameters")
@@ -201,7 +234,13 @@ class Trainer:
                                                    weight_decay=config.weight_decay)
         self.scheduler = make_scheduler(optimizer, config.warmup_steps, config.max_steps, config.lr_schedule,
                                         config.min_lr_ratio)
-        self.model, self.optimizer, self.loader = self.accelerator.prepare(model, optimizer, loader)
+        # the publishable full-weight model under FSDP (filled by final_model); a CPU copy made before sharding
+        self._template = copy.deepcopy(model).cpu() if self.fsdp else None
+        if self.streaming:
+            self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+            self.loader = loader
+        else:
+            self.model, self.optimizer, self.loader = self.accelerator.prepare(model, optimizer, loader)
         self.ema = EMA(self.unwrapped_model, config.ema_decay) if config.ema_decay else None
         self.step = 0
         self.epoch = 0
@@ -216,27 +255,115 @@ class Trainer:
     def unwrapped_model(self) -> nn.Module:
         return self.accelerator.unwrap_model(self.model)
 
-    @property
-    def eval_model(self) -> nn.Module:
-        """The weights to evaluate and publish: the EMA copy when EMA is on, else the trained model."""
-        return self.ema.ema_model if self.ema else self.unwrapped_model
+    def main_value(self, value: Any) -> Any:
+        """The main process's `value`, on every process: decisions that must agree (a wall-time budget, a chunk
+        size) are taken from it so no process waits in a collective the others never reach."""
+        if self.accelerator.num_processes == 1:
+            return value
+        box = [value]
+        broadcast_object_list(box, from_process=0)
+        return box[0]
+
+    def run_on_main(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
+        """Run `fn` (e.g. saving the final model) on the main process only; every process waits for it."""
+        out = fn(*args, **kwargs) if self.is_main else None
+        self.accelerator.wait_for_everyone()
+        return out
 
     @property
-    def steps_per_epoch(self) -> int:
+    def eval_model(self) -> nn.Module:
+        """The weights to evaluate and publish: the EMA copy when EMA is on, else the trained model (under FSDP the
+        sharded model itself, whose forward every process runs; publish `final_model()`)."""
+        if self.fsdp:
+            return self.model
+        return self.ema.ema_model if self.ema else self.unwrapped_model
+
+    def final_model(self) -> nn.Module:
+        """The model to save at the end of a run, with full weights (`eval_model`, except under FSDP, where the
+        shards are gathered into an unsharded CPU copy: call it on every process)."""
+        if not self.fsdp:
+            return self.eval_model
+        weights, _ = self._full_state(optimizer=False)
+        if self.is_main:
+            self._template.load_state_dict(weights)
+        return self._template
+
+    def _full_state(self, optimizer: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+        """Full model weights and optimizer state on the CPU (a collective under FSDP: call on every process)."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        weights = get_model_state_dict(self.model, options=options)
+        optim = get_optimizer_state_dict(self.model, self.optimizer.optimizer, options=options) if optimizer else None
+        return weights, optim
+
+    def _load_full_state(self, weights: dict[str, torch.Tensor], optim: dict[str, Any]) -> None:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(self.model, weights, options=options)
+        set_optimizer_state_dict(self.model, self.optimizer.optimizer, optim, options=options)
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        if self.streaming:
+            return None  # a stream's length is not known in advance
         return max(1, len(self.loader) // self.config.grad_accum)
+
+    def _epoch_batches(self):
+        """This epoch's batches: the prepared loader (skipping into a resumed epoch), or for a stream its own
+        loader, stopped on every process as soon as one process has no further batch."""
+        if not self.streaming:
+            self.sampler.use_epoch(self.epoch)
+            yield from (skip_first_batches(self.loader, self.batch_in_epoch) if self.batch_in_epoch else self.loader)
+            return
+        acc, data = self.accelerator, self.train_dataset
+        if hasattr(data, "set_epoch"):
+            data.set_epoch(self.epoch)
+        if hasattr(data, "skip_batches"):
+            data.skip_batches(self.batch_in_epoch, self.per_process_batch)
+        elif self.batch_in_epoch:
+            raise CheckpointError("this stream cannot skip ahead (no skip_batches), so it cannot resume mid-epoch")
+        # worker seeds from (seed, epoch), not from how many iterators came before (so they survive a resume; with
+        # workers a resumed epoch has the same clips in the same order, but random crops are redrawn)
+        self.loader.generator.manual_seed(self.config.seed * 1_000_003 + self.epoch)
+        iterator = iter(self.loader)
+        while True:
+            batch = next(iterator, None)
+            if acc.num_processes > 1:
+                have = torch.tensor([0 if batch is None else 1], device=acc.device)
+                torch.distributed.all_reduce(have, op=torch.distributed.ReduceOp.MIN)
+                if int(have) == 0:
+                    return
+            elif batch is None:
+                return
+            yield send_to_device(batch, acc.device)
 
     # -- checkpoints --------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
         acc = self.accelerator
         tmp = self.out_dir / "checkpoints" / f".tmp-step-{self.step:08d}"
+        full = self._full_state() if self.fsdp else None  # FSDP: gathered on every process, written by the main one
         acc.wait_for_everyone()
         if self.is_main:
             tmp = begin_checkpoint(self.out_dir, self.step)
-            save_model(self.unwrapped_model, str(tmp / MODEL_NAME))
+            if full is not None:
+                save_file({k: v.contiguous().clone() for k, v in full[0].items()}, str(tmp / MODEL_NAME))
+            else:
+                save_model(self.unwrapped_model, str(tmp / MODEL_NAME))
             if self.ema:
                 save_model(self.ema.ema_model, str(tmp / EMA_NAME))
             torch.save({"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                        "optimizer": self.optimizer.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                        "optimizer": full[1] if full is not None else self.optimizer.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict(), "full_state": full is not None,
                         "num_processes": acc.num_processes}, tmp / STATE_NAME)
         acc.wait_for_everyone()
         torch.save(rng_state(), tmp / f"rng_{acc.process_index}.pt")
@@ -252,10 +379,18 @@ class Trainer:
     def load_checkpoint(self, folder: Path) -> None:
         state = load_state(folder)
         try:
-            load_model(self.unwrapped_model, str(folder / MODEL_NAME))
+            if self.fsdp:
+                if not state.get("full_state"):
+                    raise CheckpointError(f"checkpoint {str(folder)!r} was written without FSDP; its optimizer state "
+                                          "is per parameter index, not by name - resume it with a DDP config")
+                self._load_full_state(load_file(str(folder / MODEL_NAME)), state["optimizer"])
+            elif state.get("full_state"):  # written under FSDP, resumed without it
+                self._load_full_state(load_file(str(folder / MODEL_NAME)), state["optimizer"])
+            else:
+                load_model(self.unwrapped_model, str(folder / MODEL_NAME))
+                self.optimizer.optimizer.load_state_dict(state["optimizer"])
             if self.ema and (folder / EMA_NAME).is_file():
                 load_model(self.ema.ema_model, str(folder / EMA_NAME))
-            self.optimizer.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {str(folder)!r} does not match this model/optimizer: {exc}") from exc
@@ -275,7 +410,8 @@ class Trainer:
         return loss, {k: float(v) for k, v in logs.items() if isinstance(v, (int, float, torch.Tensor))}
 
     def evaluate(self) -> dict[str, float]:
-        if self.eval_fn is None:
+        """`eval_fn` on the main process (the others return {}: they would compute the same figures)."""
+        if self.eval_fn is None or not (self.is_main or self.fsdp):  # FSDP: every process runs the forward
             return {}
         model = self.eval_model
         was_training = model.training
@@ -308,10 +444,8 @@ class Trainer:
         with progress:
             end = min(cfg.max_steps, stop_at or cfg.max_steps)
             while self.step < end:
-                self.sampler.use_epoch(self.epoch)
-                loader = skip_first_batches(self.loader, self.batch_in_epoch) if self.batch_in_epoch else self.loader
-                finished_epoch = True
-                for batch in loader:
+                finished_epoch, batches_at_start = True, self.batch_in_epoch
+                for batch in self._epoch_batches():
                     with acc.accumulate(self.model):
                         with acc.autocast():
                             loss, logs = self._split(self.step_fn(self.model, batch))
@@ -357,6 +491,9 @@ class Trainer:
                         finished_epoch = False
                         break
                 if finished_epoch:
+                    if self.streaming and self.batch_in_epoch == batches_at_start == 0:
+                        raise DataError(f"the training stream gave no batch of {self.per_process_batch} in epoch "
+                                        f"{self.epoch} (fewer clips than one batch per process?)")
                     self.epoch += 1
                     self.batch_in_epoch = 0
         if cfg.save_every and (result.checkpoint is None or self.step % cfg.save_every):
