@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "Conformer": "soundweave.nn.conformer",
     "ConformerWrapper": "soundweave.models.conformer_wrapper",
     "SoundStorm": "soundweave.models.soundstorm",
+    "TextToSemantic": "soundweave.models.text_to_semantic",
     # capability 4 (MusicLM: SemanticTokenizer, SemanticTransformer, AudioLM, MusicLM) is not built yet
     # capability 5: mel diffusion
     "MelDiffusionPipeline": "soundweave.pipelines.mel_diffusion",

@@ -36,10 +36,38 @@ def train_soundstorm_cmd(
         save_every: int = typer.Option(500, "--save-every", help="Checkpoint every N steps (0 = never)."),
         log_every: int = typer.Option(10, "--log-every", help="Write a row of log.csv every N steps."),
         filter_: str = typer.Option("", "--filter", help="Only clips with this tag, e.g. instrument=piano."),
-        seed: int = typer.Option(0, "--seed", help="Seed for data order, masks and initialisation.")) -> None:
-    """Train SoundStorm on the codes of a trained codec (codes are computed once and cached in OUT/codes)."""
+        seed: int = typer.Option(0, "--seed", help="Seed for data order, masks and initialisation."),
+        semantic: str = typer.Option("none", "--semantic", help="Conditioning units: 'none', or 'phonemes' (a "
+                                     "speech corpus from `soundweave data speech`: its time-aligned phonemes)."),
+        text_to_semantic: Path = typer.Option(None, "--text-to-semantic", help="With --semantic phonemes: a "
+                                              "TextToSemantic folder to attach, so the model speaks text."),
+        unit_rate: float = typer.Option(0.0, "--unit-rate", help="With --semantic phonemes: units per second "
+                                        "(0 = half the codec frame rate).")) -> None:
+    """Train SoundStorm on the codes of a trained codec (codes are computed once and cached in OUT/codes);
+    with --semantic phonemes, conditioned on a speech corpus's phoneme units (text to speech)."""
     from ..data.manifest import parse_filter
     from ..training.soundstorm import train_soundstorm
+
+    if semantic not in ("none", "phonemes"):
+        raise ConfigError(f"--semantic must be 'none' or 'phonemes', got {semantic!r}")
+    if semantic == "phonemes":
+        from ..training.speech import train_speech_soundstorm
+
+        if filter_:
+            raise ConfigError("--filter is not supported with --semantic phonemes")
+        res = train_speech_soundstorm(data, codec, out, steps=steps, batch_size=batch_size, lr=lr,
+                                      seconds=seconds if seconds > 0 else None, preset=preset, dim=dim, depth=depth,
+                                      unit_rate=unit_rate or None, generation_steps=generation_steps,
+                                      text_to_semantic=text_to_semantic, bf16=bf16, seed=seed, resume=resume,
+                                      eval_every=eval_every, save_every=save_every, progress=True)
+        losses = res.train.losses
+        print_json({"steps": res.train.step, "clips": res.num_clips, "semantic": "phonemes",
+                    "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+                    "elapsed_s": round(res.train.elapsed, 2), "parameters": res.model.net.num_parameters(),
+                    "text_to_semantic": None if text_to_semantic is None else str(text_to_semantic), **res.metrics})
+        done("SoundStorm trained on phoneme units (codec attached"
+             + (", TextToSemantic attached)" if text_to_semantic else ")"), res.model_dir)
+        return
 
     result = train_soundstorm(data, codec, out, steps=steps, batch_size=batch_size, lr=lr,
                               seconds=seconds if seconds > 0 else None, preset=preset, dim=dim, depth=depth,

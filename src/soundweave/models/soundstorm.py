@@ -80,6 +80,9 @@ class SoundStorm(PretrainedModel):
             None = uniform, as the paper). Uniform spends 7/8 of an 8-level model's updates on the fine levels,
             which carry the least structure; on a small compute budget weighting the coarse level (e.g. half
             the items on level 0) learns what carries pitch and timbre sooner.
+        spear_tts_text_to_semantic: a `TextToSemantic` for text to speech: `generate(texts=[...])` turns texts
+            into semantic units with it, then units into codes (and audio with a codec). It is frozen here
+            (train it on its own); a network built without a semantic table gets one of its unit vocabulary.
 
     Citation: Borsos, Sharifi, Vincent, Kharitonov, Zeghidour, Tagliasacchi. "SoundStorm: Efficient Parallel
     Audio Generation", arXiv 2305.09636 (2023).
@@ -88,7 +91,8 @@ class SoundStorm(PretrainedModel):
     def __init__(self, net: ConformerWrapper, soundstream: nn.Module | None = None, *, steps: int = 16,
                  steps_per_level: Sequence[int] | None = None, schedule: str = "cosine", temperature: float = 1.0,
                  cond_drop_prob: float = 0.0, choice_temperature: float = 0.0,
-                 level_probs: Sequence[float] | None = None):
+                 level_probs: Sequence[float] | None = None,
+                 spear_tts_text_to_semantic: nn.Module | None = None):
         super().__init__()
         if not isinstance(net, ConformerWrapper):
             raise ConfigError(f"SoundStorm needs a ConformerWrapper as its network, got {type(net).__name__}")
@@ -103,6 +107,10 @@ class SoundStorm(PretrainedModel):
         self.soundstream = None
         if soundstream is not None:
             self.attach_codec(soundstream)
+        self.text_to_semantic = None
+        if spear_tts_text_to_semantic is not None:
+            self.attach_text_to_semantic(spear_tts_text_to_semantic)
+        self.default_voice: torch.Tensor | None = None  # (P, Q) codes: generate_speech's prompt when none is given
 
     # -- codec -------------------------------------------------------------------------------------------------
     def attach_codec(self, soundstream: nn.Module) -> None:
@@ -118,10 +126,32 @@ class SoundStorm(PretrainedModel):
         soundstream.eval()
         self.soundstream = soundstream
 
+    def attach_text_to_semantic(self, text_to_semantic: nn.Module) -> None:
+        """Attach (or replace) the text-to-semantic stage; it is frozen and kept in eval mode. A network built
+        without a semantic table (`num_semantic_token_ids=None`) gets one sized to the stage's unit vocabulary."""
+        for attr in ("generate", "num_semantic_token_ids", "get_config"):
+            if not hasattr(text_to_semantic, attr):
+                raise ConfigError("spear_tts_text_to_semantic must be a soundweave.TextToSemantic "
+                                  f"(it has no {attr!r})")
+        k = int(text_to_semantic.num_semantic_token_ids)
+        net = self.net
+        if net.semantic_embeds is None:
+            net.semantic_embeds = nn.Embedding(k, net.dim).to(net.code_embeds.device)
+            nn.init.normal_(net.semantic_embeds.weight, std=0.02)
+            net.config.num_semantic_token_ids = k
+        elif net.config.num_semantic_token_ids < k:
+            raise ConfigError(f"the TextToSemantic makes {k} semantic ids but the ConformerWrapper's semantic table "
+                              f"has {net.config.num_semantic_token_ids}; build it with num_semantic_token_ids={k}")
+        text_to_semantic.requires_grad_(False)
+        text_to_semantic.eval()
+        self.text_to_semantic = text_to_semantic
+
     def train(self, mode: bool = True) -> SoundStorm:
         super().train(mode)
         if self.soundstream is not None:
             self.soundstream.eval()
+        if getattr(self, "text_to_semantic", None) is not None:
+            self.text_to_semantic.eval()
         return self
 
     # -- persistence ----------------------------------------------------------------------------------------
@@ -131,6 +161,10 @@ class SoundStorm(PretrainedModel):
             if not hasattr(self.soundstream, "get_config"):
                 raise ConfigError("the attached codec cannot describe itself (no get_config); save it separately")
             config["soundstream"] = {"_class": type(self.soundstream).__name__, **self.soundstream.get_config()}
+        if self.text_to_semantic is not None:
+            config["text_to_semantic"] = self.text_to_semantic.get_config()
+        if self.default_voice is not None:
+            config["default_voice"] = self.default_voice.tolist()
         return config
 
     @classmethod
@@ -147,7 +181,29 @@ class SoundStorm(PretrainedModel):
             if name not in _REGISTRY:
                 raise ConfigError(f"unknown codec class {name!r} in the SoundStorm config")
             codec = _REGISTRY[name].from_config(codec_config)
-        return cls(net, codec, **config)
+        t2s_config = config.pop("text_to_semantic", None)
+        t2s = None
+        if t2s_config is not None:
+            from .text_to_semantic import TextToSemantic
+
+            t2s = TextToSemantic.from_config(t2s_config)
+        voice = config.pop("default_voice", None)
+        model = cls(net, codec, spear_tts_text_to_semantic=t2s, **config)
+        if voice is not None:
+            model.set_default_voice(torch.tensor(voice, dtype=torch.long))
+        return model
+
+    def set_default_voice(self, voice: torch.Tensor | None) -> None:
+        """The voice `generate_speech` uses without a prompt: codes `(P, Q)` or audio `(T,)` at the codec's rate
+        (encoded by the attached codec); None = no default (the model then samples a voice). Saved in config.json."""
+        if voice is None:
+            self.default_voice = None
+            return
+        if isinstance(voice, torch.Tensor) and voice.is_floating_point():
+            voice = self.encode_audio(voice.reshape(1, -1))[0][0]
+        codes = self.net.check_codes(voice[None] if isinstance(voice, torch.Tensor) and voice.ndim == 2 else voice,
+                                     allow_mask=False, name="default_voice")
+        self.default_voice = codes[0].cpu()
 
     # -- properties ----------------------------------------------------------------------------------------
     @property
@@ -322,8 +378,12 @@ class SoundStorm(PretrainedModel):
                  schedule: str | None = None, temperature: float | None = None,
                  cond_scale: float = 1.0, generator: torch.Generator | None = None, seed: int | None = None,
                  precision: str = "fp32", return_codes: bool = False, return_list: bool = False,
-                 callback: Callable[[int, int], None] | None = None, choice_temperature: float | None = None):
+                 callback: Callable[[int, int], None] | None = None, choice_temperature: float | None = None,
+                 texts: str | Sequence[str] | None = None, semantic_temperature: float = 0.0):
         """Generate codes level by level, coarse to fine, each level by MaskGIT confidence decoding.
+
+        `texts` (needs `spear_tts_text_to_semantic`): text to speech - see `generate_speech`, which this calls
+        with the other arguments (`prompt_audio` / `prompt_acoustic_token_ids` = the voice prompt).
 
         Length: `num_latents` frames, or `seconds` (needs a codec), or that of `mask` / the semantic tokens.
         `prompt_acoustic_token_ids` `(B, P, Q)` (or `prompt_audio` `(B, T)` with a codec) fixes the first P
@@ -337,6 +397,17 @@ class SoundStorm(PretrainedModel):
         `callback(passes, total)` is called after every forward pass of the network (at most `sum(steps)`; a
         level whose tokens are all fixed early takes fewer), e.g. for a progress display; raising in it stops.
         """
+        if texts is not None:
+            if any(x is not None for x in (cond_semantic_token_ids, num_latents, seconds, mask)):
+                raise ConfigError("with texts=, the length and the semantic tokens come from the text; do not also "
+                                  "give num_latents, seconds, mask or cond_semantic_token_ids")
+            return self.generate_speech(texts, prompt_audio=prompt_audio,
+                                        prompt_acoustic_token_ids=prompt_acoustic_token_ids, steps=steps,
+                                        schedule=schedule, temperature=temperature, generator=generator, seed=seed,
+                                        precision=precision, return_codes=return_codes, callback=callback,
+                                        choice_temperature=choice_temperature,
+                                        semantic_temperature=semantic_temperature, cond=cond, cond_mask=cond_mask,
+                                        cond_scale=cond_scale)
         check_precision(precision)
         net, dev = self.net, self.device
         for name, value in (("cond_semantic_token_ids", cond_semantic_token_ids), ("cond", cond),
@@ -483,3 +554,73 @@ class SoundStorm(PretrainedModel):
         if return_list:
             return [codes[b, : lengths[b]] for b in range(B)]
         return codes
+
+    # -- text to speech ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_speech(self, texts: str | Sequence[str], *, prompt_audio: torch.Tensor | None = None,
+                        prompt_acoustic_token_ids: torch.Tensor | None = None, semantic_temperature: float = 0.0,
+                        max_semantic_length: int | None = None, generator: torch.Generator | None = None,
+                        seed: int | None = None, return_codes: bool = False, return_semantic: bool = False,
+                        **kwargs) -> list[torch.Tensor] | tuple[list[torch.Tensor], torch.Tensor]:
+        """Text -> semantic units (`spear_tts_text_to_semantic`) -> codes (this model) -> audio (the codec).
+
+        The voice prompt (`prompt_audio` `(1 | B, T)` at the codec's rate, e.g. 3 s, or its codes `(1 | B, P, Q)`)
+        is put in front as in the paper, with no semantic units under it (a prompt's units are unknown here);
+        without a prompt the default voice (`set_default_voice`; the speech trainer stores 3 s of a training
+        clip) is the prompt; without either the model speaks in a voice it samples (same seed, same voice).
+        Returns a list of per-item waveforms (codes with `return_codes` or without a codec), the prompt not
+        included: a longer text gives longer speech. `return_semantic` also returns the units `(B, S)` (padded with -1).
+        Other keyword arguments (steps, temperature, precision, ...) go to `generate`.
+        """
+        t2s = self.text_to_semantic
+        if t2s is None:
+            raise ConfigError("generate(texts=...) needs a text-to-semantic stage: build SoundStorm(net, "
+                              "soundstream=..., spear_tts_text_to_semantic=TextToSemantic(...)) with a trained one")
+        net, dev = self.net, self.device
+        generator = make_generator(seed, generator, device=dev)
+        units, lengths = t2s.generate(texts, temperature=semantic_temperature, max_length=max_semantic_length,
+                                      generator=generator, return_lengths=True)
+        units, lengths = units.to(dev), lengths.to(dev).clamp(min=1)
+        B = units.shape[0]
+        ratio = net.config.semantic_ratio or 1.0
+        step = int(ratio) if float(ratio).is_integer() else 1
+        pad = net.config.semantic_pad_id
+        units = units.masked_fill(units < 0, pad)
+
+        prompt = None
+        if prompt_audio is None and prompt_acoustic_token_ids is None and self.default_voice is not None:
+            prompt_acoustic_token_ids = self.default_voice[None]
+        if prompt_audio is not None:
+            if prompt_acoustic_token_ids is not None:
+                raise ConfigError("give prompt_acoustic_token_ids or prompt_audio, not both")
+            if not isinstance(prompt_audio, torch.Tensor) or not prompt_audio.is_floating_point():
+                raise ShapeError("prompt_audio must be a float tensor (B, T) at the codec's sample rate")
+            prompt, _ = self.encode_audio(prompt_audio if prompt_audio.ndim == 2 else prompt_audio.reshape(1, -1))
+        elif prompt_acoustic_token_ids is not None:
+            prompt = prompt_acoustic_token_ids
+            prompt = prompt if not isinstance(prompt, torch.Tensor) or prompt.ndim == 3 else prompt[None]
+            prompt = net.check_codes(prompt, allow_mask=False, name="prompt_acoustic_token_ids").to(dev)
+        P_units = 0
+        if prompt is not None:
+            if prompt.shape[0] not in (1, B):
+                raise ShapeError(f"the voice prompt has batch {prompt.shape[0]}; give 1 or {B} (one per text)")
+            P_units = prompt.shape[1] // step
+            if P_units == 0:
+                raise ShapeError("the voice prompt is shorter than one semantic unit; give at least a second of audio")
+            prompt = prompt[:, : P_units * step].expand(B, -1, -1)
+            units = torch.cat([torch.full((B, P_units), pad, dtype=units.dtype, device=dev), units], dim=1)
+        total_units = units.shape[1]
+        N = net.semantic_frames(total_units)
+        item_frames = [min(N, net.semantic_frames(P_units + int(n))) for n in lengths.tolist()]
+        mask = torch.arange(N, device=dev)[None, :] < torch.tensor(item_frames, device=dev)[:, None]
+        codes = self.generate(N, cond_semantic_token_ids=units, prompt_acoustic_token_ids=prompt, mask=mask,
+                              generator=generator, return_codes=True, **kwargs)
+        P = 0 if prompt is None else prompt.shape[1]
+        pieces = [codes[b, P: item_frames[b]] for b in range(B)]
+        if self.soundstream is not None and not return_codes:
+            hop = self.soundstream.hop_length
+            audio = self.soundstream.decode(codes)
+            pieces = [audio[b, P * hop: item_frames[b] * hop] for b in range(B)]
+        if return_semantic:
+            return pieces, units[:, P_units:]
+        return pieces
