@@ -492,7 +492,8 @@ class Trainer:
         weights = read_weights(folder / MODEL_NAME, self.unwrapped_model)
         ema_weights = (read_weights(folder / EMA_NAME, self.ema.ema_model)
                        if self.ema and (folder / EMA_NAME).is_file() else None)
-        check_optimizer_state(state.get("optimizer"), self.optimizer.optimizer, folder)
+        if not state.get("full_state"):  # a full (FSDP) state is keyed by parameter name: _load_full_state maps it
+            check_optimizer_state(state.get("optimizer"), self.optimizer.optimizer, folder)
         check_like(state.get("scheduler"), self.scheduler.state_dict(), folder, "scheduler state")
         rng_file = folder / f"rng_{self.accelerator.process_index}.pt"
         rng = None
