@@ -93,9 +93,7 @@ def train_acoustic_stage(data: str | os.PathLike, codec, out: str | os.PathLike,
     codec = as_codec(codec)
     codec.eval()
     out = Path(out)
-    items = load_audio_folder(data, codec.sample_rate, "train", max_files)
-    codes = [codec.encode(item.audio[None])[0].long().cpu() for item in items]
-    ratio, semantic = 1, None
+    ratio = 1
     if wav2vec is not None:
         if not wav2vec.is_fitted:
             raise ConfigError("the SemanticTokenizer is not fitted (train it first: soundweave train semantic-tokenizer)")
@@ -104,15 +102,20 @@ def train_acoustic_stage(data: str | os.PathLike, codec, out: str | os.PathLike,
             raise ConfigError(f"the codec's {codec.frame_rate:g} frames/s are not a whole multiple of the tokenizer's "
                               f"{wav2vec.rate:g} tokens/s; pick a tokenizer rate that divides it")
         ratio = int(round(r))
+    if quantizer is not None:
+        quantizer._namespace(namespace)
+    if preset not in PRESETS:
+        raise ConfigError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    items = load_audio_folder(data, codec.sample_rate, "train", max_files)
+    codes = [codec.encode(item.audio[None])[0].long().cpu() for item in items]
+    semantic = None
+    if wav2vec is not None:
         semantic = [wav2vec(item.audio, input_sample_hz=codec.sample_rate)[0].cpu() for item in items]
     audio_cond = text_cond = None
     cond_dim = None
     if quantizer is not None:
-        quantizer._namespace(namespace)
         audio_cond, text_cond = conditioning_ids(quantizer, items, codec.sample_rate)
         cond_dim = quantizer.projections[namespace].out_features
-    if preset not in PRESETS:
-        raise ConfigError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     conformer = {**PRESETS[preset], **{k: v for k, v in dict(dim=dim, depth=depth).items() if v is not None}}
     net = ConformerWrapper(codebook_size=codec.codebook_size, num_quantizers=codec.num_quantizers, conformer=conformer,
                            num_semantic_token_ids=wav2vec.codebook_size if wav2vec is not None else None,
