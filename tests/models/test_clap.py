@@ -27,7 +27,8 @@ def clap_folder(tmp_path_factory):
     text = ClapTextConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                           intermediate_size=37, projection_dim=16, max_position_embeddings=64)
     folder = tmp_path_factory.mktemp("clap")
-    ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16)).save_pretrained(folder)
+    config = ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16)
+    ClapModel(config).save_pretrained(folder)
     ClapFeatureExtractor(feature_size=32, sampling_rate=48000, max_length_s=1, truncation="rand_trunc",
                          padding="repeatpad").save_pretrained(folder)
     words = Tokenizer(models.WordLevel(unk_token="<unk>"))

@@ -89,7 +89,8 @@ class Parts:
         torch.manual_seed(0)
         self.semantic = SemanticTransformer(num_semantic_tokens=8, dim=32, depth=1, heads=2, dim_head=16,
                                             audio_text_condition=True, cond_dim=24) if semantic else None
-        net = ConformerWrapper(codebook_size=16, num_quantizers=2, conformer=dict(dim=32, depth=1, heads=2, dim_head=16),
+        net = ConformerWrapper(codebook_size=16, num_quantizers=2,
+                               conformer=dict(dim=32, depth=1, heads=2, dim_head=16),
                                num_semantic_token_ids=8 if semantic else None, semantic_ratio=2.0 if semantic else None,
                                cond_dim=24 if acoustic_cond else None)
         self.soundstorm = SoundStorm(net, soundstream=self.codec, steps=2, cond_drop_prob=0.1).eval()

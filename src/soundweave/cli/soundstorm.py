@@ -32,10 +32,27 @@ def train_soundstorm_cmd(
         eval_every: int = typer.Option(0, "--eval-every", help="Validation every N steps (0 = only at the end)."),
         save_every: int = typer.Option(500, "--save-every", help="Checkpoint every N steps (0 = never)."),
         filter_: str = typer.Option("", "--filter", help="Only clips with this tag, e.g. instrument=piano."),
-        seed: int = typer.Option(0, "--seed", help="Seed for data order, masks and initialisation.")) -> None:
-    """Train SoundStorm on the codes of a trained codec (codes are computed once and cached in OUT/codes)."""
+        seed: int = typer.Option(0, "--seed", help="Seed for data order, masks and initialisation."),
+        semantic: Path = typer.Option(None, "--semantic", help="MusicLM: condition on the time-aligned ids of this "
+                                                               "SemanticTokenizer folder (train semantic-tokenizer)."),
+        mulan: Path = typer.Option(None, "--mulan", help="MusicLM: condition on MuLaN tokens of this "
+                                                         "MuLaNEmbedQuantizer folder (from train semantic)."),
+        namespace: str = typer.Option("coarse", "--namespace", help="The quantizer namespace SoundStorm's tokens use."),
+        cond_drop_prob: float = typer.Option(0.2, "--cond-drop-prob",
+                                             help="With --semantic/--mulan: share of items trained unconditioned "
+                                                  "(classifier-free guidance).")) -> None:
+    """Train SoundStorm on the codes of a trained codec (codes are computed once and cached in OUT/codes).
+    With --semantic and/or --mulan it is MusicLM's acoustic stage, conditioned on semantic ids and MuLaN tokens."""
     from ..data.manifest import parse_filter
     from ..training.soundstorm import train_soundstorm
+
+    if semantic is not None or mulan is not None:
+        from .musiclm import train_conditioned_soundstorm
+
+        return train_conditioned_soundstorm(data, codec, out, semantic, mulan, namespace, steps=steps,
+                                            batch_size=batch_size, lr=lr, seconds=seconds if seconds > 0 else None,
+                                            preset=preset, dim=dim, depth=depth, generation_steps=generation_steps,
+                                            bf16=bf16, seed=seed, cond_drop_prob=cond_drop_prob)
 
     result = train_soundstorm(data, codec, out, steps=steps, batch_size=batch_size, lr=lr,
                               seconds=seconds if seconds > 0 else None, preset=preset, dim=dim, depth=depth,

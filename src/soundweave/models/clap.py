@@ -96,7 +96,8 @@ class ClapMuLaN(nn.Module):
         if isinstance(texts, (str, list, tuple)):
             texts, raw_texts = None, texts
         if texts is not None:
-            inputs = {"input_ids": texts.to(self.device), "attention_mask": (texts != self.tokenizer.pad_token_id).long()}
+            mask = (texts != self.tokenizer.pad_token_id).long()
+            inputs = {"input_ids": texts.to(self.device), "attention_mask": mask.to(self.device)}
         elif raw_texts is not None:
             raw_texts = check_texts(raw_texts)
             inputs = self.tokenizer(raw_texts, padding=True, truncation=True, return_tensors="pt")

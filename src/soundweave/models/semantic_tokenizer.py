@@ -158,7 +158,9 @@ class SemanticTokenizer(PretrainedModel):
     def raw_features(self, wavs, sample_rate: int | None = None) -> torch.Tensor:
         """Unstandardised frame features `(B, S, D)`."""
         wavs = self._prepare(wavs, sample_rate)
-        return self.extractor(wavs.to(self.centroids.device)).float()
+        device = self.centroids.device
+        self.extractor.to(device)  # kept outside the module tree, so it follows the centroids here
+        return self.extractor(wavs.to(device)).float().to(device)
 
     @torch.no_grad()
     def features(self, wavs, sample_rate: int | None = None) -> torch.Tensor:

@@ -59,7 +59,8 @@ class AudioLM:
             if semantic_transformer.num_semantic_tokens != wav2vec.codebook_size:
                 raise ConfigError("the semantic transformer and the tokenizer disagree on the number of units")
             if net.config.num_semantic_token_ids != wav2vec.codebook_size:
-                raise ConfigError(f"SoundStorm takes {net.config.num_semantic_token_ids} semantic ids but the tokenizer "
+                raise ConfigError(f"SoundStorm takes {net.config.num_semantic_token_ids} semantic ids but the tokenizer"
+                                  " "
                                   f"has {wav2vec.codebook_size}")
         elif takes_semantic:
             raise ConfigError("this SoundStorm is conditioned on semantic tokens: give semantic_transformer= and "

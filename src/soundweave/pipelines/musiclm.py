@@ -16,14 +16,21 @@ Citation: Agostinelli et al., "MusicLM: Generating Music From Text", arXiv 2301.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from ..audio.io import resample
-from ..errors import ConfigError, ShapeError
+from ..errors import CheckpointError, ConfigError, ShapeError
 from .audiolm import AudioLM
+
+PARTS = {"wav2vec": "semantic_tokenizer", "quantizer": "mulan_quantizer",
+         "semantic_transformer": "semantic_transformer", "soundstorm": "soundstorm"}
+PIPELINE_FILE = "musiclm.json"
 
 
 @dataclass
@@ -74,6 +81,60 @@ class MusicLM:
     @property
     def sample_rate(self) -> int:
         return self.audio_lm.sample_rate
+
+    # -- folders ------------------------------------------------------------------------------------------
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write each part to its own subfolder (semantic_tokenizer/, mulan_quantizer/, semantic_transformer/,
+        soundstorm/ with the codec inside) and musiclm.json with the namespaces."""
+        folder = Path(folder)
+        lm = self.audio_lm
+        if lm.soundstorm.soundstream is None:
+            lm.soundstorm.attach_codec(lm.codec)
+        parts = {"quantizer": self.quantizer, "soundstorm": lm.soundstorm, "wav2vec": lm.wav2vec,
+                 "semantic_transformer": lm.semantic_transformer}
+        for key, model in parts.items():
+            if model is not None:
+                model.save_pretrained(folder / PARTS[key])
+        (folder / PIPELINE_FILE).write_text(json.dumps({
+            "semantic_namespace": self.semantic_namespace, "acoustic_namespace": self.acoustic_namespace,
+            "semantic_stage": lm.semantic_transformer is not None}, indent=2))
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, *, device=None, **paths) -> MusicLM:
+        """Load a folder written by `save_pretrained` (or by the demo); `paths` may point single parts
+        elsewhere: wav2vec=, quantizer=, semantic_transformer=, soundstorm=."""
+        from ..models.mulan import MuLaNEmbedQuantizer
+        from ..models.semantic_tokenizer import SemanticTokenizer
+        from ..models.semantic_transformer import SemanticTransformer
+        from ..models.soundstorm import SoundStorm
+
+        folder = Path(folder)
+        unknown = set(paths) - set(PARTS)
+        if unknown:
+            raise ConfigError(f"unknown part(s) {sorted(unknown)}; parts are {sorted(PARTS)}")
+        settings = json.loads((folder / PIPELINE_FILE).read_text()) if (folder / PIPELINE_FILE).is_file() else {}
+
+        def where(key: str) -> Path | None:
+            path = Path(paths[key]) if paths.get(key) else folder / PARTS[key]
+            return path if path.is_dir() else None
+
+        missing = [PARTS[k] for k in ("quantizer", "soundstorm") if where(k) is None]
+        if missing:
+            raise CheckpointError(f"{str(folder)!r} has no {', '.join(missing)} folder; train the parts first "
+                                  "(soundweave train semantic-tokenizer | semantic | soundstorm) or run the demo")
+        quantizer = MuLaNEmbedQuantizer.from_pretrained(where("quantizer"), device=device)
+        soundstorm = SoundStorm.from_pretrained(where("soundstorm"), device=device)
+        semantic = wav2vec = None
+        if where("semantic_transformer") is not None and soundstorm.net.semantic_embeds is not None:
+            semantic = SemanticTransformer.from_pretrained(where("semantic_transformer"), device=device)
+            if where("wav2vec") is None:
+                raise CheckpointError(f"{str(folder)!r} has a semantic transformer but no semantic_tokenizer folder")
+            wav2vec = SemanticTokenizer.from_pretrained(where("wav2vec"), device=device)
+        audio_lm = AudioLM(wav2vec=wav2vec, codec=soundstorm.soundstream, semantic_transformer=semantic,
+                           soundstorm=soundstorm)
+        return cls(audio_lm, quantizer, semantic_namespace=settings.get("semantic_namespace", "semantic"),
+                   acoustic_namespace=settings.get("acoustic_namespace"))
 
     @torch.no_grad()
     def conditioning(self, text: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:

@@ -58,7 +58,8 @@ class AcousticCropDataset(Dataset):
             sem = self.semantic[index][start // r:(start + frames) // r]
             item["semantic"] = torch.cat([sem, sem.new_full((frames // r - sem.shape[0],), -1)])
         if self.audio_cond is not None:
-            use_text = self.text_cond is not None and float(torch.rand((), generator=self.generator)) < self.text_mix_prob
+            draw = float(torch.rand((), generator=self.generator))
+            use_text = self.text_cond is not None and draw < self.text_mix_prob
             item["cond_ids"] = (self.text_cond if use_text else self.audio_cond)[index]
         return item
 
@@ -96,7 +97,7 @@ def train_acoustic_stage(data: str | os.PathLike, codec, out: str | os.PathLike,
     ratio = 1
     if wav2vec is not None:
         if not wav2vec.is_fitted:
-            raise ConfigError("the SemanticTokenizer is not fitted (train it first: soundweave train semantic-tokenizer)")
+            raise ConfigError("the SemanticTokenizer is not fitted (first: soundweave train semantic-tokenizer)")
         r = codec.frame_rate / wav2vec.rate
         if abs(r - round(r)) > 1e-6 or round(r) < 1:
             raise ConfigError(f"the codec's {codec.frame_rate:g} frames/s are not a whole multiple of the tokenizer's "

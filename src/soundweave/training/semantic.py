@@ -212,7 +212,8 @@ class SemanticCropDataset(Dataset):
             mask = torch.arange(length) < n
         item = {"ids": crop, "mask": mask}
         if self.audio_cond is not None:
-            use_text = self.text_cond is not None and float(torch.rand((), generator=self.generator)) < self.text_mix_prob
+            draw = float(torch.rand((), generator=self.generator))
+            use_text = self.text_cond is not None and draw < self.text_mix_prob
             item["cond_ids"] = (self.text_cond if use_text else self.audio_cond)[index]
         return item
 
@@ -304,11 +305,15 @@ class SemanticTransformerTrainer:
         loss, accuracy = model(batch["ids"], cond=cond, mask=batch["mask"], return_accuracy=True)
         return loss, {"accuracy": accuracy}
 
-    def train(self, resume: bool = False) -> TrainResult:
+    def train(self, resume: bool = False, max_seconds: float | None = None) -> TrainResult:
+        """Prepare the data, train `num_train_steps` steps (or stop once `max_seconds` of wall time have passed)
+        and save. Returns the TrainResult (losses per step)."""
+        from .soundstorm import _fit
+
         dataset = self.prepare()
         self.config.batch_size = min(self.config.batch_size, len(dataset))
         trainer = Trainer(self.transformer, dataset, self.step_fn, self.config, collate_fn=collate_semantic)
-        result = trainer.fit(resume=resume)
+        result = _fit(trainer, resume, self.config.max_steps, max_seconds)
         trained = trainer.eval_model
         if trained is not self.transformer:  # EMA / unwrapped copy: keep the caller's object up to date
             self.transformer.load_state_dict(trained.state_dict())
