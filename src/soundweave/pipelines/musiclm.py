@@ -110,6 +110,8 @@ class MusicLM:
         from ..models.soundstorm import SoundStorm
 
         folder = Path(folder)
+        if not folder.is_dir():
+            raise CheckpointError(f"MusicLM folder {str(folder)!r} does not exist")
         unknown = set(paths) - set(PARTS)
         if unknown:
             raise ConfigError(f"unknown part(s) {sorted(unknown)}; parts are {sorted(PARTS)}")
