@@ -230,7 +230,7 @@ def write_music(result, out: Path, stem: str = "music", prime=None, prime_sr=Non
     return report
 
 
-def demo(ctx, mulan_steps: int = 150, semantic_seconds: float = 75.0, acoustic_seconds: float = 75.0,
+def demo(ctx, mulan_steps: int = 80, semantic_seconds: float = 75.0, acoustic_seconds: float = 75.0,
          seconds: float = 4.0, num_samples: int = 4, prompts: tuple[str, ...] = DEMO_PROMPTS) -> None:
     """Train (or reuse) the MusicLM parts on the demo corpus within a few minutes, then write music for three
     prompts (wav + spectrogram PNG + scores) to OUT/musiclm/."""
@@ -256,9 +256,9 @@ def demo(ctx, mulan_steps: int = 150, semantic_seconds: float = 75.0, acoustic_s
     else:
         from ..training.mulan import MuLaNTrainConfig, train_mulan
 
-        console.print("  training a small MuLaN first (the mulan step did not run)")
-        mulan = train_mulan(MuLaNTrainConfig(data=str(corpus), out=str(out / "mulan"), size="small",
-                                             steps=mulan_steps, batch_size=32, lr=1e-3, warmup_steps=mulan_steps // 10,
+        console.print("  training a tiny MuLaN first (the mulan step did not run; it trains a better one)")
+        mulan = train_mulan(MuLaNTrainConfig(data=str(corpus), out=str(out / "mulan"), size="tiny",
+                                             steps=mulan_steps, batch_size=16, lr=1e-3, warmup_steps=mulan_steps // 10,
                                              precision="bf16", seed=ctx.seed)).model
     start = time.perf_counter()
     tok = train_semantic_tokenizer(corpus, parts / "semantic_tokenizer", codebook_size=128, seed=ctx.seed)
