@@ -34,7 +34,9 @@ from soundweave.data.manifest import read_manifest
 from soundweave.data.synth.instruments import INSTRUMENT_NAMES
 from soundweave.models.codecs.spectral import SpectralCodec
 from soundweave.models.mulan import MuLaN, MuLaNEmbedQuantizer
+from soundweave.models.semantic_tokenizer import SemanticTokenizer
 from soundweave.models.semantic_transformer import SemanticTransformer
+from soundweave.models.soundstorm import ConformerWrapper, SoundStorm
 from soundweave.pipelines.audiolm import AudioLM
 from soundweave.pipelines.musiclm import MusicLM
 from soundweave.training.acoustic import train_acoustic_stage
@@ -57,6 +59,8 @@ def get_mulan(path: Path | None, corpus: Path, out: Path, minutes: float, seed: 
     """A MuLaN folder as is, or one trained here (frozen MiniLM text tower) until `minutes` have passed."""
     if path is not None:
         return MuLaN.from_pretrained(path).eval(), 0.0
+    if (out / "model" / "model.safetensors").is_file():  # a crashed or repeated run: reuse
+        return MuLaN.from_pretrained(out / "model").eval(), 0.0
     from soundweave.training import mulan as mt
     from soundweave.training.trainer import Trainer, TrainerConfig
 
@@ -150,38 +154,64 @@ def main() -> None:
     targets = torch.tensor(targets)
 
     start = time.perf_counter()
-    tok = train_semantic_tokenizer(corpus, out / "semantic_tokenizer", codebook_size=256, seed=args.seed,
-                                   max_files=args.max_files)
-    wav2vec = tok.tokenizer
-    codec = SpectralCodec()
-    codec.fit([item.audio for item in load_audio_folder(corpus, 16000, max_files=400)])
+    budget = args.minutes * 60
+    info_file = out / "training.json"
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    if (out / "semantic_tokenizer" / "metrics.json").is_file():
+        wav2vec = SemanticTokenizer.from_pretrained(out / "semantic_tokenizer")
+        tok_metrics = json.loads((out / "semantic_tokenizer" / "metrics.json").read_text())
+    else:
+        tok = train_semantic_tokenizer(corpus, out / "semantic_tokenizer", codebook_size=256, seed=args.seed,
+                                       max_files=args.max_files)
+        wav2vec, tok_metrics = tok.tokenizer, tok.metrics
+        (out / "semantic_tokenizer" / "metrics.json").write_text(json.dumps(tok_metrics, default=str))
+    if (out / "codec" / "config.json").is_file():
+        codec = SpectralCodec.from_pretrained(out / "codec")
+    else:
+        codec = SpectralCodec()
+        codec.fit([item.audio for item in load_audio_folder(corpus, 16000, max_files=400)])
+        codec.save_pretrained(out / "codec")
     prep_s = time.perf_counter() - start
-    quantizer = MuLaNEmbedQuantizer(mulan, conditioning_dims=(128, 128), namespaces=("semantic", "coarse"),
-                                    rq_num_quantizers=4, codebook_size=256)
 
     def semantic_model():
         torch.manual_seed(args.seed)
         return SemanticTransformer(num_semantic_tokens=wav2vec.codebook_size, dim=192, depth=4, heads=4, dim_head=48,
                                    audio_text_condition=True, cond_dim=128, cond_drop_prob=0.2, rate=wav2vec.rate)
 
-    semantic = semantic_model()
-    budget = args.minutes * 60
-    trainer = SemanticTransformerTrainer(semantic, wav2vec, audio_conditioner=quantizer, folder=corpus, batch_size=16,
-                                         data_max_length_seconds=4.0, num_train_steps=20_000, lr=1e-3, warmup_steps=50,
-                                         results_folder=out / "semantic-run", seed=args.seed, mixed_precision="bf16",
-                                         progress=False, max_files=args.max_files)
-    trainer.train(max_seconds=0.40 * budget)
-    storm = train_acoustic_stage(corpus, codec, out / "soundstorm", wav2vec=wav2vec, quantizer=quantizer,
-                                 steps=20_000, batch_size=8, seconds=2.0, dim=128, depth=3, max_seconds=0.35 * budget,
-                                 bf16=True, seed=args.seed, progress=False, max_files=args.max_files)
-    plain = train_acoustic_stage(corpus, codec, out / "soundstorm-mulan-only", quantizer=quantizer, steps=20_000,
-                                 batch_size=8, seconds=2.0, dim=128, depth=3, max_seconds=0.25 * budget, bf16=True,
-                                 seed=args.seed, progress=False, max_files=args.max_files)
+    run = out / "semantic-run"
+    if (run / "semantic_transformer" / "model.safetensors").is_file() and (run / "mulan_quantizer").is_dir():
+        semantic = SemanticTransformer.from_pretrained(run / "semantic_transformer")
+        quantizer = MuLaNEmbedQuantizer.from_pretrained(run / "mulan_quantizer").eval()
+    else:
+        quantizer = MuLaNEmbedQuantizer(mulan, conditioning_dims=(128, 128), namespaces=("semantic", "coarse"),
+                                        rq_num_quantizers=4, codebook_size=256)
+        semantic = semantic_model()
+        trainer = SemanticTransformerTrainer(semantic, wav2vec, audio_conditioner=quantizer, folder=corpus,
+                                             batch_size=16, data_max_length_seconds=4.0, num_train_steps=20_000,
+                                             lr=1e-3, warmup_steps=50, results_folder=run, seed=args.seed,
+                                             mixed_precision="bf16", progress=False, max_files=args.max_files)
+        trainer.train(max_seconds=0.40 * budget)
+        quantizer.save_pretrained(run / "mulan_quantizer")
+        info.update(semantic_steps=trainer.result.step, semantic_last_loss=trainer.result.last_loss)
+        info_file.write_text(json.dumps(info))
+    stages = {}
+    for name, use_semantic, share in (("soundstorm", True, 0.35), ("soundstorm-mulan-only", False, 0.25)):
+        if (out / name / "model.safetensors").is_file() and f"{name}_steps" in info:
+            stages[name] = SoundStorm.from_pretrained(out / name).eval()
+            continue
+        result = train_acoustic_stage(corpus, codec, out / name, wav2vec=wav2vec if use_semantic else None,
+                                      quantizer=quantizer, steps=20_000, batch_size=8, seconds=2.0, dim=128, depth=3,
+                                      max_seconds=share * budget, bf16=True, seed=args.seed, progress=False,
+                                      max_files=args.max_files)
+        stages[name] = result.model
+        info.update({f"{name}_steps": result.train.step, f"{name}_last_loss": result.metrics["last_loss"]})
+        info_file.write_text(json.dumps(info))
     train_s = time.perf_counter() - start
 
-    full = MusicLM(AudioLM(wav2vec=wav2vec, codec=codec, semantic_transformer=semantic, soundstorm=storm.model),
-                   quantizer)
-    no_semantic = MusicLM(AudioLM(codec=codec, soundstorm=plain.model), quantizer)
+    storm = stages["soundstorm"]
+    full = MusicLM(AudioLM(wav2vec=wav2vec, codec=codec, semantic_transformer=semantic, soundstorm=storm), quantizer)
+    no_semantic = MusicLM(AudioLM(codec=codec, soundstorm=stages["soundstorm-mulan-only"]), quantizer)
+    torch.set_grad_enabled(False)  # evaluation from here on
     table = instrument_table(scorer)
     text_b = torch.cat([scorer.get_text_latents(raw_texts=prompts[i:i + 32]) for i in range(0, len(prompts), 32)])
     results: dict = {}
@@ -215,8 +245,8 @@ def main() -> None:
     resynth = codec.reconstruct(real)
     resynth_latents = embed(scorer, resynth, codec.sample_rate)
     untrained = MusicLM(AudioLM(wav2vec=wav2vec, codec=codec, semantic_transformer=semantic_model(),
-                                soundstorm=type(storm.model)(type(storm.model.net).from_config(
-                                    storm.model.net.get_config()), soundstream=codec, steps=8)), quantizer)
+                                soundstorm=SoundStorm(ConformerWrapper.from_config(storm.net.get_config()),
+                                                      soundstream=codec, steps=8)), quantizer)
     un_audio, _, _ = generate_all(untrained, prompts, args.seconds, args.num_samples, args.seed)
     un_latents = embed(scorer, un_audio.reshape(-1, un_audio.shape[-1]), codec.sample_rate)
     fd = {"generated_semantic_stage": frechet(generated["semantic_stage"], real_latents),
@@ -245,12 +275,9 @@ def main() -> None:
                                    "musiclm_call_total_s": round(total_10s, 2),
                                    "best_score": round(float(rerank_scores.scores[0]), 4)},
         "training": {"mulan_s": round(mulan_s, 1), "scorer_mulan_s": round(scorer_s, 1), "prep_s": round(prep_s, 1),
-                     "musiclm_stages_s": round(train_s - prep_s, 1), "semantic_steps": trainer.result.step,
-                     "semantic_last_loss": round(trainer.result.last_loss, 4), "soundstorm_steps": storm.train.step,
-                     "soundstorm_last_loss": round(storm.metrics["last_loss"], 4),
-                     "mulan_only_soundstorm_steps": plain.train.step,
-                     "tokenizer": {k: v for k, v in tok.metrics.items() if k in ("code_usage", "perplexity",
-                                                                                  "instrument", "pitch_class")}},
+                     "musiclm_stages_s": round(train_s - prep_s, 1), **info,
+                     "tokenizer": {k: v for k, v in tok_metrics.items() if k in ("code_usage", "perplexity",
+                                                                                 "instrument", "pitch_class")}},
         "budget": {"minutes_musiclm_stages": args.minutes, "mulan_minutes_each": args.mulan_minutes,
                    "threads": args.threads, "wall_s": round(time.perf_counter() - wall, 1),
                    "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, shared with other jobs"},
