@@ -139,3 +139,21 @@ def test_acoustic_stage_trains_with_semantic_and_mulan_conditioning(tiny_corpus,
     with pytest.raises(ConfigError, match="multiple"):
         train_acoustic_stage(tiny_corpus, codec, tmp_path / "x", steps=1,
                              wav2vec=SemanticTokenizer(codebook_size=4, rate=20.0).fit(clips))
+
+
+def test_midi_labels_pitch_class_and_drum_onsets(tmp_path):
+    from soundweave.data.synth import make_corpus
+    from soundweave.training.semantic import frame_labels, load_audio_folder, train_semantic_tokenizer
+
+    corpus = tmp_path / "midi-corpus"
+    make_corpus(corpus, n=20, seconds=1.0, sr=16000, seed=3, workers=1, save_midi=True)
+    result = train_semantic_tokenizer(corpus, tmp_path / "tok", codebook_size=8, iters=20)
+    labels = {}
+    for item in load_audio_folder(corpus, 16000, split=None):
+        labels.update(frame_labels(item, result.tokenizer, 25, corpus / "midi"))
+    assert {"instrument", "pitch_class", "drum_onset"} <= set(labels)
+    assert labels["pitch_class"].shape == (25,) and int(labels["pitch_class"].max()) < 12
+    assert set(labels["drum_onset"].unique().tolist()) <= {0, 1}
+    for key in ("pitch_class", "instrument"):
+        if key in result.metrics:
+            assert 0.0 <= result.metrics[key]["pnmi"] <= 1.0 and 0.0 < result.metrics[key]["purity"] <= 1.0
