@@ -80,3 +80,21 @@ def test_clap_reranks_in_musiclm(clap_folder, tmp_path):
                           clap.get_text_latents(raw_texts=["a slow piano melody"]))
     with pytest.raises(CheckpointError):
         ClapMuLaN(tmp_path / "missing")
+
+
+def test_clap_inside_mulan_embed_quantizer(clap_folder, tmp_path):
+    from soundweave import ClapMuLaN, MuLaNEmbedQuantizer
+
+    quantizer = MuLaNEmbedQuantizer(ClapMuLaN(clap_folder), conditioning_dims=(8, 12), namespaces=("semantic", "coarse"),
+                                    rq_num_quantizers=2, codebook_size=4)
+    quantizer.fit_codebooks(torch.nn.functional.normalize(torch.randn(32, 16), dim=-1))
+    quantizer.eval()
+    conds, ids = quantizer(raw_texts=["a slow piano melody"], namespace="coarse", return_embed_ids=True)
+    assert conds.shape == (1, 2, 12) and ids.shape == (1, 2)
+    audio_conds = quantizer(wavs=tone(440, 1.0)[None], sample_rate=16000, namespace="semantic")
+    assert audio_conds.shape == (1, 2, 8)
+    quantizer.save_pretrained(tmp_path / "q")
+    assert (tmp_path / "q" / "clap" / "config.json").is_file()
+    again = MuLaNEmbedQuantizer.from_pretrained(tmp_path / "q")
+    assert type(again.mulan).__name__ == "ClapMuLaN"
+    assert torch.equal(again.get_embed_ids(raw_texts=["a slow piano melody"]), ids)

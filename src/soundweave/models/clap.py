@@ -4,6 +4,7 @@
     a = clap.get_audio_latents(audio, sample_rate=16000)   # resampled to CLAP's 48 kHz -> unit-norm (B, 512)
     t = clap.get_text_latents(raw_texts=["a slow piano melody"])
     musiclm = MusicLM(audio_lm, quantizer, scorer=clap)    # rerank with CLAP
+    quantizer = MuLaNEmbedQuantizer(mulan=clap, conditioning_dims=(512, 512), namespaces=("semantic", "coarse"))
 
 No MuLan weights are public; LAION's CLAP is, and it embeds music and text in one space the same way. The
 folder holds the transformers model, its feature extractor (`ClapFeatureExtractor`) and its tokenizer.
@@ -27,6 +28,7 @@ from .base import resolve_pretrained
 from .tokenizers import check_texts
 
 DEFAULT_CLAP = "laion/larger_clap_music"
+CLAP_DIR = "clap"  # the CLAP files inside a MuLaNEmbedQuantizer folder
 
 
 class ClapMuLaN(nn.Module):
@@ -110,6 +112,19 @@ class ClapMuLaN(nn.Module):
     def score(self, wavs: torch.Tensor, raw_texts, sample_rate: int | None = None) -> torch.Tensor:
         """Cosine similarity of each text with each clip: (num_texts, num_clips)."""
         return self.get_text_latents(raw_texts=raw_texts) @ self.get_audio_latents(wavs, sample_rate).t()
+
+    # -- inside a MuLaNEmbedQuantizer folder ----------------------------------------------------------------
+    def get_config(self) -> dict:
+        return {"source": self.source}
+
+    @classmethod
+    def from_config(cls, config: dict) -> ClapMuLaN:
+        folder = config.get("_folder")
+        local = Path(folder) / CLAP_DIR if folder is not None else None
+        return cls(local if local is not None and local.is_dir() else config["source"])
+
+    def save_assets(self, folder: str | os.PathLike) -> None:
+        self.save_pretrained(Path(folder) / CLAP_DIR)
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         folder = Path(folder)
