@@ -37,7 +37,8 @@ def test_train_and_generate_music_end_to_end(tiny_corpus, tmp_path):
     assert (model / "mulan_quantizer" / "model.safetensors").is_file()
 
     r = invoke_cli("train", "soundstorm", "--data", tiny_corpus, "--codec", tmp_path / "codec", "--out",
-                   model / "soundstorm", "--semantic", model / "semantic_tokenizer", "--mulan", model / "mulan_quantizer",
+                   model / "soundstorm", "--semantic", model / "semantic_tokenizer",
+                   "--mulan", model / "mulan_quantizer",
                    "--steps", 3, "--batch-size", 4, "--seconds", 1, "--preset", "tiny", "--dim", 32, "--depth", 1)
     assert r.exit_code == 0, r.output
     assert parse_json(r.stdout)["namespace"] == "coarse"

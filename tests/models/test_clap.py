@@ -85,8 +85,8 @@ def test_clap_reranks_in_musiclm(clap_folder, tmp_path):
 def test_clap_inside_mulan_embed_quantizer(clap_folder, tmp_path):
     from soundweave import ClapMuLaN, MuLaNEmbedQuantizer
 
-    quantizer = MuLaNEmbedQuantizer(ClapMuLaN(clap_folder), conditioning_dims=(8, 12), namespaces=("semantic", "coarse"),
-                                    rq_num_quantizers=2, codebook_size=4)
+    quantizer = MuLaNEmbedQuantizer(ClapMuLaN(clap_folder), conditioning_dims=(8, 12),
+                                    namespaces=("semantic", "coarse"), rq_num_quantizers=2, codebook_size=4)
     quantizer.fit_codebooks(torch.nn.functional.normalize(torch.randn(32, 16), dim=-1))
     quantizer.eval()
     conds, ids = quantizer(raw_texts=["a slow piano melody"], namespace="coarse", return_embed_ids=True)
