@@ -38,6 +38,12 @@ from soundweave.training.soundstorm import train_soundstorm  # noqa: E402
 GOAL = 0.70
 
 
+def level_probs(level0_share: float | None, levels: int) -> list[float] | None:
+    if level0_share is None:
+        return None
+    return [level0_share] + [(1 - level0_share) / (levels - 1)] * (levels - 1)
+
+
 def instrument_accuracy(evaluator: MuLaNEvaluator, mulan: MuLaN, audio: torch.Tensor, mask: torch.Tensor) -> float:
     evaluator.audio, evaluator.mask = audio, mask
     return evaluator(mulan)["zero_shot_instrument_acc"]
@@ -59,6 +65,11 @@ def main() -> None:
     parser.add_argument("--soundstorm", type=Path, default=None, help="a trained SoundStorm (skips training)")
     parser.add_argument("--choice-temperature", type=float, default=None,
                         help="MaskGIT choice noise for generation (default: the model's)")
+    parser.add_argument("--level0-share", type=float, default=None,
+                        help="train level 0 on this share of the items, the other levels uniformly on the rest "
+                             "(SoundStorm level_probs; default: uniform, as the paper)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="token sampling temperature for generation (default: the model's)")
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--prompt-seconds", type=float, default=1.5)
     parser.add_argument("--total-seconds", type=float, default=4.0)
@@ -82,7 +93,8 @@ def main() -> None:
         trained = train_soundstorm(corpus, codec, args.out / "soundstorm", steps=args.steps,
                                    batch_size=args.batch_size,
                                    lr=1e-3, seconds=args.crop_seconds, preset="tiny", dim=args.dim,
-                                   depth=args.depth, max_seconds=args.minutes * 60, seed=args.seed, progress=False)
+                                   depth=args.depth, max_seconds=args.minutes * 60, seed=args.seed, progress=False,
+                                   level_probs=level_probs(args.level0_share, codec.num_quantizers))
         train_s = time.perf_counter() - start
         model = trained.model.eval()
     mulan = MuLaN.from_pretrained(args.mulan).eval()
@@ -99,7 +111,7 @@ def main() -> None:
         prompt = resample(clip[:cut], rate, codec.sample_rate)
         generator = torch.Generator().manual_seed(args.seed + i)
         out = model.generate(seconds=args.total_seconds, prompt_audio=prompt[None], generator=generator,
-                             choice_temperature=args.choice_temperature)[0]
+                             choice_temperature=args.choice_temperature, temperature=args.temperature)[0]
         out = resample(out.float().cpu(), codec.sample_rate, rate)[:total]
         generated[i, : out.shape[-1]] = out
         recon = codec.reconstruct(clip, sample_rate=rate)[0].float().cpu()
@@ -119,8 +131,10 @@ def main() -> None:
                        **({"train_steps": trained.train.step, "train_clips": trained.num_clips,
                            **{k: round(v, 4) for k, v in trained.metrics.items()}} if trained else
                           {"model": str(args.soundstorm)})},
+        "level_probs": model.config.level_probs,
         "choice_temperature": args.choice_temperature if args.choice_temperature is not None
         else model.config.choice_temperature,
+        "temperature": args.temperature if args.temperature is not None else model.config.temperature,
         "generate_s": round(generate_s, 1),
         "instrument_match": {"continuation": round(continued, 4), "real_continuation": round(real, 4),
                              "codec_reconstruction": round(codec_only, 4),

@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "AudioLM": "soundweave.pipelines.audiolm",
     "MusicLM": "soundweave.pipelines.musiclm",
     "ClapMuLaN": "soundweave.models.clap",
+    "TextToSemantic": "soundweave.models.text_to_semantic",
     # capability 5: mel diffusion
     "MelDiffusionPipeline": "soundweave.pipelines.mel_diffusion",
     # capability 6: audio to image

@@ -51,8 +51,21 @@ class CheckpointError(SoundweaveError):
     """A model folder or training checkpoint that is missing, incomplete or does not match."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint or model folder could not be written (disk full, read-only, permissions); the previous
+    checkpoint is left as it was."""
+
+
 class DataError(SoundweaveError):
     """A dataset or manifest that cannot be used."""
+
+
+class TrainingError(SoundweaveError):
+    """A training run that cannot go on."""
+
+
+class NonFiniteLossError(TrainingError):
+    """A NaN or Inf loss (or gradient norm): the run stopped before the bad step touched the weights."""
 
 
 def describe_path(path: object) -> str:

@@ -54,6 +54,28 @@ def test_required_usage_with_a_codec_audio_in_and_out():
     assert [tuple(c.shape) for c in codes] == [(frames, 3), (10, 3)]
 
 
+def test_level_probs_choose_how_often_each_level_is_trained_and_persist(tmp_path):
+    codes = torch.randint(0, 16, (4000, 6, 3))
+    uniform = SoundStorm(tiny_net()).training_mask(codes, None, torch.Generator().manual_seed(0))[2]
+    share = torch.bincount(uniform, minlength=3).float() / 4000
+    assert (share - 1 / 3).abs().max() < 0.03, share  # default: uniform, as the paper
+    model = SoundStorm(tiny_net(), level_probs=[2, 1, 1])  # normalised: 0.5, 0.25, 0.25
+    assert model.config.level_probs == [0.5, 0.25, 0.25]
+    level = model.training_mask(codes, None, torch.Generator().manual_seed(0))[2]
+    share = torch.bincount(level, minlength=3).float() / 4000
+    assert (share - torch.tensor([0.5, 0.25, 0.25])).abs().max() < 0.03, share
+    only_coarse = SoundStorm(tiny_net(), level_probs=[1, 0, 0])
+    assert only_coarse.training_mask(codes, None, torch.Generator().manual_seed(0))[2].eq(0).all()
+    model.save_pretrained(tmp_path / "m")
+    assert SoundStorm.from_pretrained(tmp_path / "m").config.level_probs == [0.5, 0.25, 0.25]
+
+
+@pytest.mark.parametrize("probs", [[1, 1], [1, -1, 1], [0, 0, 0], [1, float("nan"), 1], ["a", 1, 1]])
+def test_bad_level_probs_are_config_errors(probs):
+    with pytest.raises(ConfigError, match="level_probs"):
+        SoundStorm(tiny_net(), level_probs=probs)
+
+
 def test_training_mask_is_the_papers():
     model = SoundStorm(tiny_net())
     B, N, Q = 64, 20, 3

@@ -82,7 +82,9 @@ def launch(demo: gr.Blocks, *, host: str | None = None, port: int | None = None,
            auth: tuple[str, str] | None = None, prevent_thread_lock: bool = False, quiet: bool = False):
     """Serve `demo` (host/port default to GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, else 127.0.0.1:7860)."""
     ctx: AppContext = demo.soundweave
-    allowed = [str(Path(d).resolve()) for d in ctx.config.model_dirs] + [str(ctx.outputs.root.resolve())]
+    # the file routes reach the app's own outputs and the example clips it offers, nothing else: not the model
+    # folders (weights, corpora), not the rest of the disk (tests/app/test_app_safety.py tries traversals)
+    allowed = [str(ctx.outputs.root.resolve())] + [str(Path(p).resolve()) for p in ctx.examples]
     return demo.launch(server_name=host, server_port=port, share=share, auth=auth,
                        max_file_size=ctx.config.max_file_size, allowed_paths=allowed, show_error=False,
                        prevent_thread_lock=prevent_thread_lock, quiet=quiet, theme=THEME, ssr_mode=False)

@@ -40,7 +40,8 @@ def mel_to_hz(mels: torch.Tensor | float, htk: bool = False) -> torch.Tensor:
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None,
                    htk: bool = False, norm: str | None = "slaney") -> torch.Tensor:
-    """Triangular mel filters, shape `(n_mels, n_fft // 2 + 1)`, float32."""
+    """Triangular mel filters, shape `(n_mels, n_fft // 2 + 1)`, float32 (on the default device: inside a
+    `torch.device("meta")` block, where models are sized before anything is allocated, a meta tensor)."""
     sample_rate = check_sample_rate(sample_rate)
     fmax = sample_rate / 2 if fmax is None else fmax
     if not 0 <= fmin < fmax <= sample_rate / 2:
@@ -48,7 +49,9 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
     if n_mels < 1 or n_fft < 2:
         raise ConfigError(f"n_mels and n_fft must be positive, got n_mels={n_mels}, n_fft={n_fft}")
     fft_freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    mel_pts = torch.linspace(hz_to_mel(fmin, htk).item(), hz_to_mel(fmax, htk).item(), n_mels + 2, dtype=torch.float64)
+    with torch.device("cpu"):  # two numbers (also inside a meta-device block)
+        lo, hi = (float(hz_to_mel(float(f), htk)) for f in (fmin, fmax))
+    mel_pts = torch.linspace(lo, hi, n_mels + 2, dtype=torch.float64)
     hz_pts = mel_to_hz(mel_pts, htk)
     fdiff = hz_pts[1:] - hz_pts[:-1]
     ramps = hz_pts[:, None] - fft_freqs[None, :]

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "soundweave.cli.codec",
     "soundweave.cli.soundstorm",
     "soundweave.cli.musiclm",
+    "soundweave.cli.speech",
     "soundweave.cli.mel_diffusion",
     "soundweave.cli.audio2img",
     "soundweave.cli.webapp",

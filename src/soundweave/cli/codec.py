@@ -26,7 +26,8 @@ def _load_codec(model: Path | str, device: str | None = None):
 
 @train_app.command("codec")
 def train_codec_command(
-        data: Path = typer.Option(..., "--data", help="Manifest folder (audio + captions.jsonl) to train on."),
+        data: str = typer.Option(..., "--data", help="Manifest folder (audio + captions.jsonl) to train on; or, for "
+                                 "--kind soundstream, streamed WebDataset shards / hf://datasets/NAME."),
         out: Path = typer.Option(..., "--out", help="Output folder: the codec (config.json + model.safetensors), "
                                                    "logs and checkpoints."),
         steps: int = typer.Option(1000, "--steps", help="Optimizer steps (soundstream)."),
@@ -52,6 +53,7 @@ def train_codec_command(
         save_every: int = typer.Option(0, "--save-every", help="Write a resumable checkpoint every N steps "
                                                               "(0 = every steps/5)."),
         seed: int = typer.Option(0, "--seed", help="Random seed."),
+        log_every: int = typer.Option(10, "--log-every", help="Write a log.csv row every N steps."),
 ) -> None:
     """Train a codec on a manifest folder; prints SI-SDR / mel distance before and after (same clips)."""
     from ..training.codec import train_codec
@@ -70,7 +72,7 @@ def train_codec_command(
     result = train_codec(data, out, steps, kind=kind, preset=preset, model_config=overrides, init_from=init_from,
                          batch_size=batch_size or None, seconds=seconds or None, lr=lr or None, bf16=bf16,
                          adversarial=adversarial, resume=resume, seed=seed, eval_every=eval_every,
-                         save_every=save_every, kmeans_iters=kmeans_iters)
+                         save_every=save_every, kmeans_iters=kmeans_iters, log_every=log_every)
     print_json({"kind": kind, "steps": result.train.step, "last_loss": result.train.last_loss,
                 "before": result.initial_metrics, "after": result.final_metrics,
                 "bitrate_kbps": result.model.bitrate() / 1000, "sample_rate": result.model.sample_rate,

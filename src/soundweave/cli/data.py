@@ -32,3 +32,27 @@ def synth(out: Path = typer.Option(..., "--out", help="Folder to write audio/*.w
     print_json(report.to_dict())
     done(f"{report.n} clips ({report.clips_per_second:.0f} clips/s, renderer: {report.renderer})",
          out / "captions.jsonl", out / "audio")
+
+
+@data_app.command("shard")
+def shard(manifest: Path = typer.Argument(..., help="Manifest folder (audio + captions.jsonl) to pack."),
+          out: Path = typer.Option(..., "--out", help="Folder for <split>-000000.tar ... and shards.json."),
+          shard_size: str = typer.Option("1000", "--shard-size",
+                                         help="Clips per shard (e.g. 1000) or bytes per shard (e.g. 256MB, 1GB)."),
+          split: list[str] = typer.Option(None, "--split", help="Only these splits (repeatable; default: all)."),
+          codec: str = typer.Option("", "--codec", help="Also store each clip's codes (codes.npy) from this codec "
+                                    "folder / hub id, for `soundweave train soundstorm --data SHARDS`."),
+          mulan: str = typer.Option("", "--mulan", help="Also store each clip's MuLaN audio latent (mulan.npy)."),
+          overwrite: bool = typer.Option(False, help="Replace shards already in --out.")) -> None:
+    """Pack a manifest folder into WebDataset tar shards (audio bytes as stored + caption, tags and split as
+    JSON; optionally precomputed codec codes and MuLaN latents). `soundweave train mulan | soundstorm |
+    mel-diffusion | codec --data` take the folder, a brace pattern like 'DIR/train-{000000..000099}.tar', or http(s)://
+    URLs of the shards."""
+    from ..data.shards import write_shards
+
+    size: int | str = int(shard_size) if shard_size.strip().isdigit() else shard_size
+    index = write_shards(manifest, out, size, splits=split or None, codec=codec or None, mulan=mulan or None,
+                         overwrite=overwrite, progress=True)
+    print_json({name: {"clips": s["clips"], "shards": len(s["shards"])} for name, s in index["splits"].items()})
+    done(f"{sum(s['clips'] for s in index['splits'].values())} clips in "
+         f"{sum(len(s['shards']) for s in index['splits'].values())} shards", out / "shards.json")

@@ -10,7 +10,8 @@ import typer
 
 app = typer.Typer(name="soundweave", no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="soundweave: generate sound, and steer other generators with sound.")
-data_app = typer.Typer(no_args_is_help=True, help="Datasets: make the synthetic captioned-music corpus.")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: make the synthetic captioned-music and speech corpora; "
+                                                   "pack shards.")
 audio_app = typer.Typer(no_args_is_help=True, help="Audio files: inspect.")
 mel_app = typer.Typer(no_args_is_help=True, help="Spectrogram images: audio -> PNG slices and back.")
 train_app = typer.Typer(no_args_is_help=True, help="Train a model on a manifest folder or HF dataset.")

@@ -26,7 +26,8 @@ def _channels(text: str) -> tuple[int, ...] | None:
 @train_app.command("mel-diffusion")
 def train_mel_diffusion_command(
     data: str = typer.Option(..., "--data", help="A manifest folder (captions.jsonl + audio) or a Hugging Face "
-                             "audio dataset (saved folder, audiofolder, or hub name)."),
+                             "audio dataset (saved folder, audiofolder, or hub name); streamed: WebDataset shards "
+                             "(a `soundweave data shard` folder, brace pattern or URLs) or hf://datasets/NAME."),
     out: Path = typer.Option(..., "--out", help="Output folder: checkpoints, samples/, logs and, at the end, the "
                              "pipeline (unet/, scheduler/, mel/)."),
     from_pretrained: str = typer.Option("", "--from", help="Fine-tune this pipeline folder or hub id "
@@ -37,6 +38,9 @@ def train_mel_diffusion_command(
                                    "Ignored with --from."),
     hop_length: int = typer.Option(0, help="STFT hop in samples (0 = pick so an image is ~3 s)."),
     channels: str = typer.Option("", help="UNet channels per level, e.g. 32,64,64,128 (default by resolution)."),
+    layers_per_block: int = typer.Option(1, help="ResNet layers per UNet level (audio-diffusion's 256 model: 2)."),
+    workers: int = typer.Option(0, help="Data loader worker processes (0 = in the training process; 2-8 for "
+                                "streamed shards)."),
     prediction: str = typer.Option("v_prediction", help="What a new UNet predicts: 'v_prediction' (MSE on v = "
                                    "noise MSE weighted by 1/alpha_bar; learns far faster on a CPU) or 'epsilon' "
                                    "(plain noise MSE, as audio-diffusion). --from keeps the model's own."),
@@ -65,6 +69,7 @@ def train_mel_diffusion_command(
     config = MelDiffusionTrainConfig(
         data=data, out=str(out), from_pretrained=from_pretrained or None, where=parse_filter(filter), split=split,
         resolution=resolution, hop_length=hop_length or None, channels=_channels(channels),
+        layers_per_block=layers_per_block, num_workers=workers,
         prediction_type=prediction, steps=steps,
         batch_size=batch_size, lr=lr, bf16=bf16, ema=ema, sample_every=sample_every, sample_steps=sample_steps,
         save_every=save_every, resume=resume, class_tag=class_tag or None, mulan=mulan or None, seed=seed)

@@ -14,8 +14,10 @@ from .groups import app, eval_app, train_app
 
 @train_app.command("mulan")
 def train_mulan_cmd(
-    data: Path = typer.Option(
-        ..., "--data", help="Manifest folder (audio + captions.jsonl), e.g. from `soundweave data synth`."
+    data: str = typer.Option(
+        ..., "--data", help="Manifest folder (audio + captions.jsonl), e.g. from `soundweave data synth`; or "
+        "WebDataset shards (a folder from `soundweave data shard`, 'DIR/train-{000000..000099}.tar', http(s):// "
+        "URLs) or hf://datasets/NAME, streamed."
     ),
     out: Path = typer.Option(
         ..., "--out", help="Run folder: checkpoints, log.csv, eval.csv and the final model/."
@@ -28,7 +30,8 @@ def train_mulan_cmd(
     ),
     steps: int = typer.Option(2000, "--steps", help="Optimizer steps."),
     batch_size: int = typer.Option(
-        64, "--batch-size", help="Clips per batch; each clip's negatives are the other clips of its batch."
+        64, "--batch-size", help="Clips per batch; each clip's negatives are the other clips of its batch "
+        "(the global batch: under accelerate launch, the clips of every process)."
     ),
     grad_accum: int = typer.Option(
         1, "--grad-accum", help="Batches per optimizer step (gradients averaged; negatives stay per batch)."
@@ -39,7 +42,8 @@ def train_mulan_cmd(
         help="GradCache: the whole batch stays one contrastive problem while only this many clips' "
         "activations are held at a time (0 = off).",
     ),
-    size: str = typer.Option("small", "--size", help="Model size preset: tiny | small | base."),
+    size: str = typer.Option("small", "--size", help="Model size preset: tiny | small | base | paper (AST and "
+                             "text tower at MuLan's ViT/BERT-base size; GPUs)."),
     lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
     seconds: float = typer.Option(4.0, "--seconds", help="Training window length (random crop) in seconds."),
     loss: str = typer.Option("infonce", "--loss", help="Contrastive loss: infonce | decoupled | sigmoid."),
@@ -49,6 +53,9 @@ def train_mulan_cmd(
         0, "--eval-every", help="Evaluate on the valid split every K steps (0 = off)."
     ),
     save_every: int = typer.Option(0, "--save-every", help="Checkpoint every K steps (0 = only at the end)."),
+    log_every: int = typer.Option(10, "--log-every", help="Write a row of log.csv every K steps."),
+    workers: int = typer.Option(0, "--workers", help="Data loader worker processes (0 = load in the training "
+                                "process; 2-8 for streamed shards)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
     seed: int = typer.Option(0, "--seed", help="Seed for data order and initialisation."),
 ) -> None:
@@ -73,6 +80,8 @@ def train_mulan_cmd(
         ema_decay=ema or None,
         eval_every=eval_every,
         save_every=save_every or steps,
+        log_every=log_every,
+        num_workers=workers,
         resume=resume,
         seed=seed,
     )

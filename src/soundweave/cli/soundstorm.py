@@ -14,14 +14,17 @@ from .groups import generate_app, train_app
 
 @train_app.command("soundstorm")
 def train_soundstorm_cmd(
-        data: Path = typer.Option(..., "--data", help="Manifest folder (audio + captions.jsonl) to train on."),
+        data: str = typer.Option(..., "--data", help="Manifest folder (audio + captions.jsonl) to train on, or "
+                                 "WebDataset shards with codes of --codec (`soundweave data shard ... --codec`), "
+                                 "streamed: a shard folder, a brace pattern or URLs."),
         codec: Path = typer.Option(..., "--codec", help="Trained codec folder (e.g. from `soundweave train codec`)."),
         out: Path = typer.Option(..., "--out", help="Output folder: the model, checkpoints, logs, cached codes."),
         steps: int = typer.Option(2000, "--steps", help="Optimizer steps."),
         batch_size: int = typer.Option(8, "--batch-size", help="Clips per step."),
         lr: float = typer.Option(3e-4, "--lr", help="Peak learning rate (AdamW, warm-up + cosine decay)."),
         seconds: float = typer.Option(4.0, "--seconds", help="Crop length in seconds (0 = whole clips, padded)."),
-        preset: str = typer.Option("small", "--preset", help="Conformer size: tiny, small (dim 256 x 4) or base."),
+        preset: str = typer.Option("small", "--preset", help="Conformer size: tiny, small (dim 256 x 4), base, or "
+                                   "paper (dim 1024 x 12, 16 heads: the paper's 350M; GPUs)."),
         dim: int = typer.Option(None, "--dim", help="Override the preset's model width."),
         depth: int = typer.Option(None, "--depth", help="Override the preset's number of Conformer blocks."),
         generation_steps: int = typer.Option(16, "--generation-steps",
@@ -31,33 +34,60 @@ def train_soundstorm_cmd(
         ema: float = typer.Option(0.0, "--ema", help="EMA decay of the saved weights (0 = off, e.g. 0.999)."),
         eval_every: int = typer.Option(0, "--eval-every", help="Validation every N steps (0 = only at the end)."),
         save_every: int = typer.Option(500, "--save-every", help="Checkpoint every N steps (0 = never)."),
+        log_every: int = typer.Option(10, "--log-every", help="Write a row of log.csv every N steps."),
         filter_: str = typer.Option("", "--filter", help="Only clips with this tag, e.g. instrument=piano."),
         seed: int = typer.Option(0, "--seed", help="Seed for data order, masks and initialisation."),
-        semantic: Path = typer.Option(None, "--semantic", help="MusicLM: condition on the time-aligned ids of this "
-                                                               "SemanticTokenizer folder (train semantic-tokenizer)."),
+        semantic: str = typer.Option("none", "--semantic", help="Conditioning units: 'none'; 'phonemes' (a "
+                                     "speech corpus from `soundweave data speech`: its time-aligned phonemes); or a "
+                                     "SemanticTokenizer folder (MusicLM: `soundweave train semantic-tokenizer`)."),
+        text_to_semantic: Path = typer.Option(None, "--text-to-semantic", help="With --semantic phonemes: a "
+                                              "TextToSemantic folder to attach, so the model speaks text."),
+        unit_rate: float = typer.Option(0.0, "--unit-rate", help="With --semantic phonemes: units per second "
+                                        "(0 = half the codec frame rate)."),
         mulan: Path = typer.Option(None, "--mulan", help="MusicLM: condition on MuLaN tokens of this "
                                                          "MuLaNEmbedQuantizer folder (from train semantic)."),
-        namespace: str = typer.Option("coarse", "--namespace", help="The quantizer namespace SoundStorm's tokens use."),
+        namespace: str = typer.Option("coarse", "--namespace", help="MusicLM: quantizer namespace for SoundStorm."),
         cond_drop_prob: float = typer.Option(0.2, "--cond-drop-prob",
-                                             help="With --semantic/--mulan: share of items trained unconditioned "
-                                                  "(classifier-free guidance).")) -> None:
-    """Train SoundStorm on the codes of a trained codec (codes are computed once and cached in OUT/codes).
-    With --semantic and/or --mulan it is MusicLM's acoustic stage, conditioned on semantic ids and MuLaN tokens."""
+                                             help="MusicLM: share of items trained unconditioned (guidance).")) -> None:
+    """Train SoundStorm on the codes of a trained codec (codes are computed once and cached in OUT/codes);
+    with --semantic phonemes, conditioned on a speech corpus's phoneme units (text to speech); with --semantic
+    TOKENIZER_DIR and/or --mulan QUANTIZER_DIR, MusicLM's acoustic stage (semantic ids + MuLaN tokens)."""
     from ..data.manifest import parse_filter
     from ..training.soundstorm import train_soundstorm
 
-    if semantic is not None or mulan is not None:
+    if mulan is not None or semantic not in ("none", "phonemes"):
         from .musiclm import train_conditioned_soundstorm
 
-        return train_conditioned_soundstorm(data, codec, out, semantic, mulan, namespace, steps=steps,
+        tokenizer = None if semantic == "none" else Path(semantic)
+        if tokenizer is not None and not tokenizer.is_dir():
+            raise ConfigError(f"--semantic must be 'none', 'phonemes' or a SemanticTokenizer folder, got {semantic!r}")
+        return train_conditioned_soundstorm(data, codec, out, tokenizer, mulan, namespace, steps=steps,
                                             batch_size=batch_size, lr=lr, seconds=seconds if seconds > 0 else None,
                                             preset=preset, dim=dim, depth=depth, generation_steps=generation_steps,
                                             bf16=bf16, seed=seed, cond_drop_prob=cond_drop_prob)
+    if semantic == "phonemes":
+        from ..training.speech import train_speech_soundstorm
+
+        if filter_:
+            raise ConfigError("--filter is not supported with --semantic phonemes")
+        res = train_speech_soundstorm(data, codec, out, steps=steps, batch_size=batch_size, lr=lr,
+                                      seconds=seconds if seconds > 0 else None, preset=preset, dim=dim, depth=depth,
+                                      unit_rate=unit_rate or None, generation_steps=generation_steps,
+                                      text_to_semantic=text_to_semantic, bf16=bf16, seed=seed, resume=resume,
+                                      eval_every=eval_every, save_every=save_every, progress=True)
+        losses = res.train.losses
+        print_json({"steps": res.train.step, "clips": res.num_clips, "semantic": "phonemes",
+                    "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+                    "elapsed_s": round(res.train.elapsed, 2), "parameters": res.model.net.num_parameters(),
+                    "text_to_semantic": None if text_to_semantic is None else str(text_to_semantic), **res.metrics})
+        done("SoundStorm trained on phoneme units (codec attached"
+             + (", TextToSemantic attached)" if text_to_semantic else ")"), res.model_dir)
+        return
 
     result = train_soundstorm(data, codec, out, steps=steps, batch_size=batch_size, lr=lr,
                               seconds=seconds if seconds > 0 else None, preset=preset, dim=dim, depth=depth,
                               generation_steps=generation_steps, bf16=bf16, resume=resume, seed=seed,
-                              ema_decay=ema or None, eval_every=eval_every, save_every=save_every,
+                              ema_decay=ema or None, eval_every=eval_every, save_every=save_every, log_every=log_every,
                               where=parse_filter(filter_) or None, progress=True)
     losses = result.train.losses
     print_json({"steps": result.train.step, "clips": result.num_clips,

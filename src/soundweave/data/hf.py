@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from ..audio.io import check_sample_rate, load
 from ..errors import AudioError, DataError
 from .dataset import window
+from .manifest import check_relative_path
 
 
 def _open_dataset(name_or_path: str | os.PathLike, split: str):
@@ -101,7 +102,7 @@ class HFAudioDataset(Dataset):
         if source is None:
             raise DataError(f"row {index} has no audio bytes or path")
         if isinstance(source, str) and self.base is not None:
-            source = str(self.base / source)
+            source = str(self.base / check_relative_path(source, f"row {index} of {str(self.base)!r}"))
         try:
             audio, sr = load(source, sr=self.sample_rate, max_seconds=None)
         except AudioError as exc:

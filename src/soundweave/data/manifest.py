@@ -1,13 +1,16 @@
 """The captioned-audio manifest: a folder of audio files plus `captions.jsonl`.
 
 Each line of `captions.jsonl` is `{"path": ..., "caption": ..., "tags": {...}, "split": ...}` with `path`
-relative to the folder. `split` is one of train / valid / test.
+relative to the folder. `split` is one of train / valid / test. A path must stay inside the folder: absolute
+paths and paths that climb out of it with `..` are rejected (a manifest from elsewhere cannot make soundweave
+read, copy or serve other files).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import posixpath
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,20 @@ class CaptionRecord:
         return json.dumps(asdict(self), ensure_ascii=False)
 
 
+def check_relative_path(path: object, where: str) -> str:
+    """`path` as a relative path inside its folder, else DataError naming `where` (file:line)."""
+    if not isinstance(path, str) or not path.strip():
+        raise DataError(f"{where}: 'path' must be a non-empty string relative to the folder, got {path!r}")
+    if "\0" in path:
+        raise DataError(f"{where}: 'path' {path!r} contains a NUL character")
+    normal = posixpath.normpath(path.replace("\\", "/"))
+    if (os.path.isabs(path) or posixpath.isabs(normal) or normal == ".." or normal.startswith("../")
+            or (len(path) > 1 and path[1] == ":")):
+        raise DataError(f"{where}: 'path' {path!r} points outside the data folder; manifest paths must be "
+                        "relative to the folder holding captions.jsonl, without '..' climbing out of it")
+    return path
+
+
 def manifest_path(folder: str | os.PathLike) -> Path:
     return Path(folder) / MANIFEST_NAME
 
@@ -44,17 +61,29 @@ def read_manifest(folder: str | os.PathLike, split: str | None = None) -> list[C
                         "or write one line per clip: {\"path\", \"caption\", \"tags\", \"split\"}")
     if split is not None and split not in SPLITS:
         raise DataError(f"split must be one of {SPLITS}, got {split!r}")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = file.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(f"{str(file)}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the manifest "
+                        "as UTF-8") from exc
     records = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            record = CaptionRecord(path=str(row["path"]), caption=str(row.get("caption", "")),
-                                   tags=dict(row.get("tags") or {}), split=str(row.get("split", "train")))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            if not isinstance(row, dict):
+                raise TypeError(f"a JSON {type(row).__name__}, not an object")
+            tags = row.get("tags") or {}
+            if not isinstance(tags, dict):
+                raise TypeError(f"'tags' is a {type(tags).__name__}, not an object")
+            record = CaptionRecord(path=row["path"], caption=str(row.get("caption", "")),
+                                   tags=dict(tags), split=str(row.get("split", "train")))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, RecursionError) as exc:
             raise DataError(
                 f"{str(file)}:{number}: not a manifest record ({exc}); expected JSON with a 'path'") from exc
+        check_relative_path(record.path, f"{str(file)}:{number}")
         if split is None or record.split == split:
             records.append(record)
     return records

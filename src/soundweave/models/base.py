@@ -8,10 +8,13 @@ weights are safetensors.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -20,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, SoundweaveError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -76,9 +79,110 @@ def read_config(folder: Path) -> dict[str, Any]:
     if not file.is_file():
         raise CheckpointError(f"{str(folder)!r} has no {CONFIG_NAME}; is it a soundweave model folder?")
     try:
-        return json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{str(file)!r} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{str(file)!r} holds a JSON {type(config).__name__}, not an object of settings")
+    return config
+
+
+def _weights_header(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of a safetensors file, read from its header (nothing is allocated)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"could not read weights {str(weights)!r}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _parameter_budget(limit: int, tensors: int, folder: Path):
+    """Stop a model build (in this thread) as soon as its parameters pass `limit` values, its buffers (stored or
+    not: filter banks, windows, masks) 4 x limit + 64M values, it has registered more than `tensors` parameters
+    and buffers, or it has built an absurd number of modules: a config.json with depth 2**63, 2000 quantizer
+    levels or 16M mel bands is an error at once, not an endless loop or an out-of-memory."""
+    from torch.nn.modules.module import (
+        register_module_buffer_registration_hook,
+        register_module_module_registration_hook,
+        register_module_parameter_registration_hook,
+    )
+
+    owner, counts = threading.get_ident(), {"numel": 0, "modules": 0, "tensors": 0, "buffers": 0}
+    buffer_limit = 4 * limit + 64_000_000
+
+    def on_buffer(module, name, buffer):
+        on_tensor(module, name, buffer)
+        if threading.get_ident() == owner and buffer is not None:
+            counts["buffers"] += buffer.numel()
+            if counts["buffers"] > buffer_limit:
+                raise CheckpointError(f"config.json in {str(folder)!r} describes buffers of over {buffer_limit:,} "
+                                      "values; its sizes are implausible")
+
+    def on_tensor(module, name, tensor):
+        if threading.get_ident() == owner and tensor is not None:
+            counts["tensors"] += 1
+            if counts["tensors"] > tensors:
+                raise CheckpointError(f"config.json in {str(folder)!r} describes a model of over {tensors:,} "
+                                      f"tensors, far more than {WEIGHTS_NAME} holds; the config and the weights do "
+                                      "not match")
+
+    def on_parameter(module, name, param):
+        on_tensor(module, name, param)
+        if threading.get_ident() == owner and param is not None:
+            counts["numel"] += param.numel()
+            if counts["numel"] > limit:
+                raise CheckpointError(f"config.json in {str(folder)!r} describes a model of over {limit:,} parameter "
+                                      f"values, far more than {WEIGHTS_NAME} holds; the config and the weights do "
+                                      "not match")
+
+    def on_module(module, name, submodule):
+        if threading.get_ident() == owner:
+            counts["modules"] += 1
+            if counts["modules"] > 100_000:
+                raise CheckpointError(f"config.json in {str(folder)!r} describes a model of over 100,000 modules")
+
+    handles = [register_module_parameter_registration_hook(on_parameter),
+               register_module_buffer_registration_hook(on_buffer),
+               register_module_module_registration_hook(on_module)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def check_sizes(target: type, config: dict[str, Any], weights: Path) -> None:
+    """Size the model `config` describes on the meta device (no memory) and compare it with the weights file, so
+    a config.json with absurd sizes is a CheckpointError before anything is allocated."""
+    header = _weights_header(weights)
+    stored = sum(math.prod(s) for s in header.values())
+    limit = 2 * stored + 1_000_000  # shared (tied) tensors are stored once
+    try:
+        # non-persistent buffers (windows, filter banks, masks) are not stored: allow a few per stored tensor
+        with torch.device("meta"), _parameter_budget(limit, 3 * len(header) + 256, weights.parent):
+            probe = target.from_config(dict(config))
+        expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    except SoundweaveError:
+        raise
+    except Exception as exc:
+        if "meta" in str(exc).lower():  # a model that cannot be sized on the meta device: the real build decides
+            return
+        # the real build would fail the same way, perhaps after allocating what the config asks for
+        raise CheckpointError(
+            f"config in {str(weights.parent)!r} does not fit {target.__name__}: {type(exc).__name__}: {exc}") from exc
+    for name, shape in expected.items():
+        if name in header and header[name] != shape:
+            raise CheckpointError(
+                f"config.json and weights in {str(weights.parent)!r} do not match: {name} is {list(header[name])} in "
+                f"{WEIGHTS_NAME} but the config makes it {list(shape)}")
+    numel = sum(math.prod(s) for s in expected.values())
+    if numel > limit:
+        raise CheckpointError(
+            f"config.json in {str(weights.parent)!r} describes a model of {numel:,} values but {WEIGHTS_NAME} holds "
+            f"{stored:,}; the config and the weights do not match")
 
 
 class PretrainedModel(nn.Module):
@@ -126,6 +230,8 @@ class PretrainedModel(nn.Module):
         folder = resolve_pretrained(path_or_id, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
         config = read_config(folder)
         stored = config.pop("_class", cls.__name__)
+        if not isinstance(stored, str):
+            raise CheckpointError(f"'_class' in {str(folder / CONFIG_NAME)!r} should be a class name, got {stored!r}")
         target = cls
         if stored != cls.__name__:
             if cls is PretrainedModel or issubclass(_REGISTRY.get(stored, object), cls):
@@ -133,13 +239,19 @@ class PretrainedModel(nn.Module):
             else:
                 raise CheckpointError(f"{str(folder)!r} holds a {stored}, not a {cls.__name__}")
         config.update(overrides)
-        try:
-            model = target.from_config(config)
-        except TypeError as exc:
-            raise CheckpointError(f"config in {str(folder)!r} does not fit {target.__name__}: {exc}") from exc
         weights = folder / WEIGHTS_NAME
         if not weights.is_file():
             raise CheckpointError(f"{str(folder)!r} has no {WEIGHTS_NAME}")
+        try:
+            check_sizes(target, config, weights)
+            model = target.from_config(config)
+        except SoundweaveError as exc:  # a setting the class rejects: say which folder's config.json holds it
+            if str(folder) in str(exc):
+                raise
+            raise CheckpointError(f"config.json in {str(folder)!r} is not a valid {target.__name__}: {exc}") from exc
+        except Exception as exc:  # any other way a config can fail to build this class
+            raise CheckpointError(
+                f"config in {str(folder)!r} does not fit {target.__name__}: {type(exc).__name__}: {exc}") from exc
         try:
             missing, unexpected = load_model(model, str(weights), strict=False)
         except (SafetensorError, RuntimeError, OSError) as exc:

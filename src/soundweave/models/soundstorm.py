@@ -29,6 +29,7 @@ from ..runtime import autocast, check_precision, make_generator
 from ..samplers.maskgit import mask_schedule, maskgit_decode
 from .base import _REGISTRY, PretrainedModel
 from .conformer_wrapper import ConformerWrapper, ConformerWrapperConfig, _is_int_tensor  # noqa: F401
+from .soundstorm_speech import SpeechMixin
 
 
 @dataclass
@@ -39,6 +40,7 @@ class SoundStormConfig:
     temperature: float = 1.0
     cond_drop_prob: float = 0.0
     choice_temperature: float = 0.0
+    level_probs: list[float] | None = None
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
@@ -49,9 +51,17 @@ class SoundStormConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.cond_drop_prob < 1.0:
             raise ConfigError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
+        if self.level_probs is not None:
+            try:
+                probs = [float(p) for p in self.level_probs]
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"level_probs must be a list of numbers, got {self.level_probs!r}") from exc
+            if not probs or any(not math.isfinite(p) or p < 0 for p in probs) or sum(probs) <= 0:
+                raise ConfigError(f"level_probs must be non-negative numbers with a positive sum, got {probs}")
+            self.level_probs = [p / sum(probs) for p in probs]
 
 
-class SoundStorm(PretrainedModel):
+class SoundStorm(SpeechMixin, PretrainedModel):
     """SoundStorm around a `ConformerWrapper`, optionally with a codec (`SoundStream`) attached.
 
     Args:
@@ -67,6 +77,13 @@ class SoundStorm(PretrainedModel):
             probability, so that `generate(..., cond_scale=s)` can use classifier-free guidance.
         choice_temperature: Gumbel noise on the confidence that picks which sampled tokens to keep, annealed
             like the temperature (MaskGIT's randomised choice); 0 keeps the plain confidence ranking.
+        level_probs: in training, how often each of the Q levels is the one an item is trained on (normalised;
+            None = uniform, as the paper). Uniform spends 7/8 of an 8-level model's updates on the fine levels,
+            which carry the least structure; on a small compute budget weighting the coarse level (e.g. half
+            the items on level 0) learns what carries pitch and timbre sooner.
+        spear_tts_text_to_semantic: a `TextToSemantic` for text to speech: `generate(texts=[...])` turns texts
+            into semantic units with it, then units into codes (and audio with a codec). It is frozen here
+            (train it on its own); a network built without a semantic table gets one of its unit vocabulary.
 
     Citation: Borsos, Sharifi, Vincent, Kharitonov, Zeghidour, Tagliasacchi. "SoundStorm: Efficient Parallel
     Audio Generation", arXiv 2305.09636 (2023).
@@ -74,18 +91,27 @@ class SoundStorm(PretrainedModel):
 
     def __init__(self, net: ConformerWrapper, soundstream: nn.Module | None = None, *, steps: int = 16,
                  steps_per_level: Sequence[int] | None = None, schedule: str = "cosine", temperature: float = 1.0,
-                 cond_drop_prob: float = 0.0, choice_temperature: float = 0.0):
+                 cond_drop_prob: float = 0.0, choice_temperature: float = 0.0,
+                 level_probs: Sequence[float] | None = None,
+                 spear_tts_text_to_semantic: nn.Module | None = None):
         super().__init__()
         if not isinstance(net, ConformerWrapper):
             raise ConfigError(f"SoundStorm needs a ConformerWrapper as its network, got {type(net).__name__}")
         self.config = SoundStormConfig(steps, None, schedule, float(temperature), float(cond_drop_prob),
-                                       float(choice_temperature))
+                                       float(choice_temperature), None if level_probs is None else list(level_probs))
+        if self.config.level_probs is not None and len(self.config.level_probs) != net.num_quantizers:
+            raise ConfigError(f"level_probs has {len(self.config.level_probs)} entries but the network has "
+                              f"{net.num_quantizers} levels")
         self.net = net
         if steps_per_level is not None:
             self.config.steps_per_level = self._check_steps(steps_per_level)
         self.soundstream = None
         if soundstream is not None:
             self.attach_codec(soundstream)
+        self.text_to_semantic = None
+        if spear_tts_text_to_semantic is not None:
+            self.attach_text_to_semantic(spear_tts_text_to_semantic)
+        self.default_voice: torch.Tensor | None = None  # (P, Q) codes: generate_speech's prompt when none is given
 
     # -- codec -------------------------------------------------------------------------------------------------
     def attach_codec(self, soundstream: nn.Module) -> None:
@@ -105,6 +131,8 @@ class SoundStorm(PretrainedModel):
         super().train(mode)
         if self.soundstream is not None:
             self.soundstream.eval()
+        if getattr(self, "text_to_semantic", None) is not None:
+            self.text_to_semantic.eval()
         return self
 
     # -- persistence ----------------------------------------------------------------------------------------
@@ -114,6 +142,10 @@ class SoundStorm(PretrainedModel):
             if not hasattr(self.soundstream, "get_config"):
                 raise ConfigError("the attached codec cannot describe itself (no get_config); save it separately")
             config["soundstream"] = {"_class": type(self.soundstream).__name__, **self.soundstream.get_config()}
+        if self.text_to_semantic is not None:
+            config["text_to_semantic"] = self.text_to_semantic.get_config()
+        if self.default_voice is not None:
+            config["default_voice"] = self.default_voice.tolist()
         return config
 
     @classmethod
@@ -130,7 +162,17 @@ class SoundStorm(PretrainedModel):
             if name not in _REGISTRY:
                 raise ConfigError(f"unknown codec class {name!r} in the SoundStorm config")
             codec = _REGISTRY[name].from_config(codec_config)
-        return cls(net, codec, **config)
+        t2s_config = config.pop("text_to_semantic", None)
+        t2s = None
+        if t2s_config is not None:
+            from .text_to_semantic import TextToSemantic
+
+            t2s = TextToSemantic.from_config(t2s_config)
+        voice = config.pop("default_voice", None)
+        model = cls(net, codec, spear_tts_text_to_semantic=t2s, **config)
+        if voice is not None:
+            model.set_default_voice(torch.tensor(voice, dtype=torch.long))
+        return model
 
     # -- properties ----------------------------------------------------------------------------------------
     @property
@@ -208,9 +250,9 @@ class SoundStorm(PretrainedModel):
                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The paper's mask for a batch of codes `(B, N, Q)`.
 
-        Per item: prompt delimiter t ~ U{0..L-1}, level q ~ U{0..Q-1}, p = cos(u) with u ~ U[0, pi/2];
-        level q after t is masked with probability p (at least one token); all finer levels after t are
-        masked; coarser levels and the prompt stay visible.
+        Per item: prompt delimiter t ~ U{0..L-1}, level q ~ U{0..Q-1} (or drawn from `level_probs`),
+        p = cos(u) with u ~ U[0, pi/2]; level q after t is masked with probability p (at least one token); all
+        finer levels after t are masked; coarser levels and the prompt stay visible.
 
         Returns (masked `(B, N, Q)` bool = replaced by the mask token, target `(B, N)` bool = the level-q
         tokens to predict, level `(B,)`).
@@ -224,7 +266,11 @@ class SoundStorm(PretrainedModel):
             return torch.rand(shape, generator=generator, device=dev)
 
         t = (rand(B) * lengths).long().clamp(max=(lengths - 1).clamp(min=0))
-        level = (rand(B) * Q).long().clamp(max=Q - 1)
+        if self.config.level_probs is None:
+            level = (rand(B) * Q).long().clamp(max=Q - 1)
+        else:  # inverse CDF of the level distribution
+            cdf = torch.tensor(self.config.level_probs, device=dev).cumsum(0)
+            level = torch.searchsorted(cdf, rand(B) * cdf[-1], right=True).clamp(max=Q - 1)
         p = torch.cos(rand(B) * math.pi / 2)
         frames = torch.arange(N, device=dev)[None, :]
         after = (frames >= t[:, None]) & valid
@@ -301,8 +347,12 @@ class SoundStorm(PretrainedModel):
                  schedule: str | None = None, temperature: float | None = None,
                  cond_scale: float = 1.0, generator: torch.Generator | None = None, seed: int | None = None,
                  precision: str = "fp32", return_codes: bool = False, return_list: bool = False,
-                 callback: Callable[[int, int], None] | None = None, choice_temperature: float | None = None):
+                 callback: Callable[[int, int], None] | None = None, choice_temperature: float | None = None,
+                 texts: str | Sequence[str] | None = None, semantic_temperature: float = 0.0):
         """Generate codes level by level, coarse to fine, each level by MaskGIT confidence decoding.
+
+        `texts` (needs `spear_tts_text_to_semantic`): text to speech - see `generate_speech`, which this calls
+        with the other arguments (`prompt_audio` / `prompt_acoustic_token_ids` = the voice prompt).
 
         Length: `num_latents` frames, or `seconds` (needs a codec), or that of `mask` / the semantic tokens.
         `prompt_acoustic_token_ids` `(B, P, Q)` (or `prompt_audio` `(B, T)` with a codec) fixes the first P
@@ -316,6 +366,17 @@ class SoundStorm(PretrainedModel):
         `callback(passes, total)` is called after every forward pass of the network (at most `sum(steps)`; a
         level whose tokens are all fixed early takes fewer), e.g. for a progress display; raising in it stops.
         """
+        if texts is not None:
+            if any(x is not None for x in (cond_semantic_token_ids, num_latents, seconds, mask)):
+                raise ConfigError("with texts=, the length and the semantic tokens come from the text; do not also "
+                                  "give num_latents, seconds, mask or cond_semantic_token_ids")
+            return self.generate_speech(texts, prompt_audio=prompt_audio,
+                                        prompt_acoustic_token_ids=prompt_acoustic_token_ids, steps=steps,
+                                        schedule=schedule, temperature=temperature, generator=generator, seed=seed,
+                                        precision=precision, return_codes=return_codes, callback=callback,
+                                        choice_temperature=choice_temperature,
+                                        semantic_temperature=semantic_temperature, cond=cond, cond_mask=cond_mask,
+                                        cond_scale=cond_scale)
         check_precision(precision)
         net, dev = self.net, self.device
         for name, value in (("cond_semantic_token_ids", cond_semantic_token_ids), ("cond", cond),

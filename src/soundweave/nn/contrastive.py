@@ -12,10 +12,15 @@ already multiplied by the (learnable) temperature scale; the matching pairs are 
 `ContrastiveLoss` owns the learnable temperature (and the SigLIP bias) and turns two sets of
 l2-normalised latents into a loss.
 
-Gradient accumulation: every loss here sees the negatives *in the tensors it is given*. Under the
-Trainer's `grad_accum`, each micro-batch (of `batch_size` items) is its own contrastive problem (its
-negatives are the other items of that micro-batch only), and the accumulated gradient is the mean of the
-micro-batch gradients.
+Several processes (`accelerate launch`): `ContrastiveLoss` gathers both sets of latents from every
+process with gradients (`nn.distributed.gather_with_grad`) whenever gradients are enabled and a process
+group of 2 or more is running, so the negatives are the global batch (as in MuLan and CLIP training) and,
+after DDP's gradient averaging, loss and gradients equal those of one process with the whole global batch.
+`gather_distributed=False` turns this off (each process then contrasts its own slice only).
+
+Gradient accumulation: every loss here sees the negatives *in the tensors it is given* (after the gather).
+Under the Trainer's `grad_accum`, each micro-batch (of `batch_size` items, over all processes) is its own
+contrastive problem, and the accumulated gradient is the mean of the micro-batch gradients.
 For negatives across a whole large batch under a memory limit, use the GradCache-style step in
 `soundweave.training.mulan.grad_cache_backward`, whose gradient equals the full-batch gradient.
 """
@@ -29,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, ShapeError
+from .distributed import gather_with_grad, world_size
 
 LOSSES = ("infonce", "decoupled", "sigmoid")
 
@@ -106,6 +112,7 @@ class ContrastiveLoss(nn.Module):
         bias_init: float = -10.0,
         max_scale: float = 100.0,
         learnable: bool = True,
+        gather_distributed: bool = True,
     ):
         super().__init__()
         if kind not in LOSSES:
@@ -113,6 +120,7 @@ class ContrastiveLoss(nn.Module):
         if temperature_init <= 0 or max_scale <= 0:
             raise ConfigError("temperature_init and max_scale must be positive")
         self.kind, self.max_scale = kind, max_scale
+        self.gather_distributed = gather_distributed  # global-batch negatives across processes (see above)
         self.log_scale = nn.Parameter(torch.tensor(math.log(temperature_init)), requires_grad=learnable)
         self.bias = nn.Parameter(
             torch.tensor(float(bias_init)), requires_grad=learnable and kind == "sigmoid"
@@ -138,6 +146,8 @@ class ContrastiveLoss(nn.Module):
             raise ShapeError(
                 f"paired latents need the same batch size, got {query.shape[0]} and {items.shape[0]}"
             )
+        if self.gather_distributed and torch.is_grad_enabled() and world_size() > 1:
+            query, items = gather_with_grad(query), gather_with_grad(items)
         return contrastive(self.logits(query, items), self.kind)
 
     def extra_repr(self) -> str:

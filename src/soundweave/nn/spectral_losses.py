@@ -18,6 +18,16 @@ import torch
 from torch import nn
 
 from ..audio.mel import mel_filterbank
+from ..errors import ConfigError
+
+MAX_POWER = 20  # windows up to 2**20 samples (~22 s at 48 kHz)
+
+
+def _check_sizes(name: str, sizes) -> list[int]:
+    sizes = list(sizes)
+    if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or not 2 <= s <= 2**MAX_POWER for s in sizes):
+        raise ConfigError(f"{name} must be whole numbers of samples in 2..{2**MAX_POWER}, got {sizes!r}")
+    return sizes
 
 
 def _magnitude(audio: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
@@ -32,7 +42,10 @@ class MultiScaleMelLoss(nn.Module):
     def __init__(self, sample_rate: int, window_powers: Sequence[int] = (6, 7, 8, 9, 10, 11), n_mels: int = 64,
                  eps: float = 1e-5):
         super().__init__()
-        self.sizes = [2**p for p in window_powers]
+        powers = list(window_powers)
+        if not powers or any(isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= MAX_POWER for p in powers):
+            raise ConfigError(f"window powers of two must be whole numbers in 1..{MAX_POWER}, got {powers!r}")
+        self.sizes = [2**p for p in powers]
         self.eps = eps
         for s in self.sizes:
             self.register_buffer(f"fb_{s}", mel_filterbank(sample_rate, s, min(n_mels, s // 2)), persistent=False)
@@ -57,7 +70,7 @@ class MultiResolutionSTFTLoss(nn.Module):
 
     def __init__(self, fft_sizes: Sequence[int] = (512, 1024, 2048), eps: float = 1e-5):
         super().__init__()
-        self.sizes, self.eps = list(fft_sizes), eps
+        self.sizes, self.eps = _check_sizes("STFT loss FFT sizes", fft_sizes), eps
         for s in self.sizes:
             self.register_buffer(f"win_{s}", torch.hann_window(s), persistent=False)
 

@@ -32,6 +32,7 @@ from ..audio.mel_image import MelImageCodec
 from ..errors import ConfigError, ShapeError
 from ..runtime import autocast, check_precision, make_generator, pick_device
 from . import mel_diffusion_io as io
+from .mel_diffusion_continuation import WindowProgress, splice_prompt
 from .mel_diffusion_inputs import (
     audio_slice_images,
     audio_to_tensor,
@@ -40,6 +41,7 @@ from .mel_diffusion_inputs import (
     class_label_tensor,
     encoding_tensor,
     images_to_uint8,
+    infer_batch,
 )
 
 SCHEDULER_NAMES = ("ddpm", "ddim")
@@ -382,7 +384,7 @@ class MelDiffusionPipeline:
         timesteps = sched.timesteps[start_step:]
         f = self.latent_factor
         width = self.mel.x_res * width_multiplier
-        batch_size = _infer_batch(batch_size, known, noise, class_labels, encoding)
+        batch_size = infer_batch(batch_size, known, noise, class_labels, encoding)
         if known is not None:
             if known.shape[0] == 1 and batch_size > 1:
                 known = known.expand(batch_size, -1, -1)
@@ -490,7 +492,7 @@ class MelDiffusionPipeline:
                         width_multiplier=width_multiplier, class_labels=class_labels, encoding=encoding,
                         guidance_scale=guidance_scale, negative_encoding=negative_encoding, scheduler=scheduler,
                         precision=precision, decode_audio=False, progress=progress)
-        windows = _WindowProgress(callback, overlap, width, f, needed)
+        windows = WindowProgress(callback, overlap, width, f, needed)
         settings["callback"] = windows
         wave = None
         if audio is not None:
@@ -518,7 +520,7 @@ class MelDiffusionPipeline:
         total = int(round(seconds * self.sample_rate))
         audios = self.mel.images_to_audio(columns, generator=generator)[..., :total].cpu()
         if wave is not None and keep_input:
-            audios = _splice_prompt(wave, audios, fade=min(4 * self.mel.hop_length, wave.shape[-1]))
+            audios = splice_prompt(wave, audios, fade=min(4 * self.mel.hop_length, wave.shape[-1]))
         arrays = columns.numpy()
         return MelDiffusionOutput(images=[Image.fromarray(a, mode="L") for a in arrays], arrays=arrays,
                                   audios=audios.numpy().astype(np.float32), sample_rate=self.sample_rate)
@@ -577,47 +579,6 @@ class MelDiffusionPipeline:
         return (wa * a + wb * b).reshape(x0.shape).to(x0.dtype)
 
 
-class _WindowProgress:
-    """Turns each window's `(step, total)` into one count over all windows of `continue_audio`."""
-
-    def __init__(self, callback, overlap: int, width: int, factor: int, needed: int):
-        self.callback, self.overlap, self.width, self.factor, self.needed = callback, overlap, width, factor, needed
-        self.windows, self.done = 1, 0
-
-    def start(self, columns: int | None) -> None:
-        """`columns`: those of the input audio (None: a first window is generated from noise)."""
-        self.windows = 0 if columns is not None else 1
-        columns = self.width if columns is None else columns
-        while columns < self.needed:
-            columns += self.width - min(self.overlap, columns // self.factor * self.factor)
-            self.windows += 1
-
-    def next_window(self) -> None:
-        self.done += 1
-
-    def __call__(self, step: int, total: int) -> None:
-        if self.callback is not None:
-            self.callback(self.done * total + step, max(self.windows, self.done + 1) * total)
-
-
-def _infer_batch(batch_size: int, known, noise, class_labels, encoding) -> int:
-    """batch_size, or (when it is 1) the batch of whichever input carries several items."""
-    sizes = set()
-    if known is not None:
-        sizes.add(known.shape[0])
-    if isinstance(noise, torch.Tensor) and noise.ndim == 4:
-        sizes.add(noise.shape[0])
-    if isinstance(class_labels, (list, tuple, np.ndarray)) or (isinstance(class_labels, torch.Tensor)
-                                                               and class_labels.ndim == 1):
-        sizes.add(len(class_labels))
-    if isinstance(encoding, (torch.Tensor, np.ndarray)) and encoding.ndim == 3:
-        sizes.add(encoding.shape[0])
-    sizes.discard(1)
-    if batch_size != 1 or not sizes:
-        return batch_size
-    if len(sizes) > 1:
-        raise ShapeError(f"inputs disagree on the batch size: {sorted(sizes)}")
-    return sizes.pop()
 
 
 def _to_epsilon(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, prediction_type: str) -> torch.Tensor:
@@ -629,18 +590,3 @@ def _to_epsilon(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, predict
     if prediction_type == "sample":
         return (x - alpha.sqrt() * out) / (1 - alpha).sqrt().clamp_min(1e-8)
     raise ConfigError(f"unsupported prediction_type {prediction_type!r}")
-
-
-def _splice_prompt(prompt: torch.Tensor, audio: torch.Tensor, fade: int) -> torch.Tensor:
-    """Put the original prompt samples back at the start of the re-synthesised audio `(B, T)`: the generated
-    part is scaled to the prompt's RMS and joined with a linear crossfade of `fade` samples."""
-    n = min(prompt.shape[-1], audio.shape[-1])
-    out = audio.clone()
-    ref = audio[:, :n].pow(2).mean(-1, keepdim=True).sqrt()
-    scale = prompt[:, :n].pow(2).mean(-1, keepdim=True).sqrt() / ref.clamp_min(1e-8)
-    out = out * torch.where(ref > 1e-8, scale, torch.ones_like(scale))
-    fade = max(1, min(fade, n))
-    ramp = torch.linspace(0, 1, fade)
-    out[:, : n - fade] = prompt[:, : n - fade]
-    out[:, n - fade : n] = prompt[:, n - fade : n] * (1 - ramp) + out[:, n - fade : n] * ramp
-    return out

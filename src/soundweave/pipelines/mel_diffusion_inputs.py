@@ -155,3 +155,23 @@ def encoding_tensor(encoding, batch_size: int, dim: int, name: str = "encoding")
     if x.shape[0] != batch_size:
         raise ShapeError(f"{name} has batch {x.shape[0]} but batch_size is {batch_size}")
     return x
+
+
+def infer_batch(batch_size: int, known, noise, class_labels, encoding) -> int:
+    """batch_size, or (when it is 1) the batch of whichever input carries several items."""
+    sizes = set()
+    if known is not None:
+        sizes.add(known.shape[0])
+    if isinstance(noise, torch.Tensor) and noise.ndim == 4:
+        sizes.add(noise.shape[0])
+    if isinstance(class_labels, (list, tuple, np.ndarray)) or (isinstance(class_labels, torch.Tensor)
+                                                               and class_labels.ndim == 1):
+        sizes.add(len(class_labels))
+    if isinstance(encoding, (torch.Tensor, np.ndarray)) and encoding.ndim == 3:
+        sizes.add(encoding.shape[0])
+    sizes.discard(1)
+    if batch_size != 1 or not sizes:
+        return batch_size
+    if len(sizes) > 1:
+        raise ShapeError(f"inputs disagree on the batch size: {sorted(sizes)}")
+    return sizes.pop()

@@ -14,7 +14,9 @@ Negatives. The per-token contrastive loss compares each audio against a pool of 
 batch's own (distinct) captions, `num_negatives` further captions are drawn at random from the cached
 targets of the whole training set at every step: a memory bank that costs no encoder passes, so a small
 machine with batch 8 still contrasts against e.g. 64 captions. Identical captions share one row, so a
-caption is never its own negative.
+caption is never its own negative. Under several processes the predictions and caption rows of every
+process are gathered first (with gradients), so the pool is built from the global batch and the loss and
+gradients are those of one process with the whole batch (`gather_across_processes`).
 
 Loss = contrastive (temperature 0.15, per position, positions 1.. i.e. not the BOS slot, audio->text or
 symmetric) + `regression_weight` x MSE over all positions (this also trains the BOS slot, which is
@@ -49,6 +51,7 @@ from ..metrics.retrieval import recall_at_k
 from ..models.aligner import SAMPLE_RATE, AudioCLIPAligner
 from ..models.base import atomic_write_bytes
 from ..models.text_encoders import resolve_text_encoder
+from ..nn.distributed import gather_no_grad, gather_with_grad, world_size
 from ..nn.losses import contrastive_loss, regression_loss
 from .trainer import Trainer, TrainerConfig, TrainResult
 
@@ -264,6 +267,10 @@ def build_aligner(aligner: str | os.PathLike | AudioCLIPAligner, target_dim: int
     else:
         model = AudioCLIPAligner.from_pretrained(aligner, target_dim=target_dim, target_len=target_len,
                                                  max_seconds=max_seconds)
+    spec_embed = getattr(model.encoder, "masked_spec_embed", None)
+    if spec_embed is not None and not model.encoder_config.apply_spec_augment:
+        # used only by SpecAugment: a parameter with no gradient would leave DDP's gradient buckets unreduced
+        spec_embed.requires_grad_(False)
     if (model.config.target_dim, model.config.target_len) != (target_dim, target_len):
         raise ConfigError(f"the aligner outputs {model.config.target_len} x {model.config.target_dim} but the "
                           f"text encoder's targets are {target_len} x {target_dim}")
@@ -277,6 +284,9 @@ class AlignerLossConfig:
     symmetric: bool = False
     num_negatives: int = 64
     regression_weight: float = 1.0
+    # under several processes, gather the predictions (with gradients) and caption rows of every process, so
+    # each audio's negatives are the captions of the global batch (+ the memory bank), as on one process
+    gather_across_processes: bool = True
 
 
 def _unwrap(model):
@@ -292,6 +302,8 @@ def make_step_fn(cache: TargetCache, loss: AlignerLossConfig, seed: int = 0):
         out = model(batch["features"].to(device), batch["attention_mask"].to(device))
         pred = out.last_hidden_state.float()
         rows = batch["target_rows"]
+        if loss.gather_across_processes and world_size() > 1:
+            pred, rows = gather_with_grad(pred), gather_no_grad(rows.to(device)).cpu()
         unique, targets = torch.unique(rows, return_inverse=True)
         pool = unique
         if loss.num_negatives > 0 and len(cache.captions) > len(unique):
@@ -404,10 +416,11 @@ def train_aligner(data: str | os.PathLike, out_dir: str | os.PathLike, *, text_e
     trainer = Trainer(model, pairs_train, make_step_fn(cache, loss, seed), config, collate_fn=collate_features,
                       eval_fn=eval_fn if pairs_valid is not None else None)
     result = trainer.fit(resume=resume)
-    final = trainer.eval_model
+    final = trainer.final_model()
     final.eval()
-    aligner_dir = final.save_pretrained(out / "aligner")
-    (aligner_dir / TARGET_ENCODER_FILE).write_text(json.dumps({
+    aligner_dir = out / "aligner"
+    trainer.run_on_main(final.save_pretrained, aligner_dir)  # one writer under several processes
+    trainer.run_on_main((aligner_dir / TARGET_ENCODER_FILE).write_text, json.dumps({
         "text_encoder": encoder.name, "target_len": encoder.target_len, "target_dim": encoder.dim,
         "note": "the aligner's output stands in for this text encoder's last_hidden_state"}, indent=2))
     after = result.evals[-1] if result.evals else {}
@@ -418,7 +431,7 @@ def train_aligner(data: str | os.PathLike, out_dir: str | os.PathLike, *, text_e
                "target": [encoder.target_len, encoder.dim], "before": before, "after": after,
                "final_loss": None if math.isnan(result.last_loss) else result.last_loss,
                "loss": asdict(loss), "aligner_parameters": final.num_parameters()}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    trainer.run_on_main((out / "metrics.json").write_text, json.dumps(summary, indent=2))
     return AlignerTrainResult(aligner=final, train=result, out_dir=out, aligner_dir=aligner_dir, before=before,
                               after=after)
 

@@ -21,6 +21,7 @@ Presets (`PRESETS[kind]`), for both kinds: "tiny" (tests: 8 kHz, seconds per hun
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -34,6 +35,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..data.dataset import CaptionedAudioDataset, collate_audio
+from ..data.shards import is_stream, open_stream
 from ..errors import ConfigError, DataError
 from ..metrics import mel_distance, si_sdr
 from ..models.codecs import Codec, SoundStream
@@ -277,6 +279,20 @@ def _eval_clips(data_dir: Path, splits: str | Sequence[str], count: int, seconds
     return clips
 
 
+def _stream_eval_clips(data: str, splits: str | Sequence[str], count: int, seconds: float | None,
+                       sample_rate: int) -> list[torch.Tensor]:
+    """The first `count` clips of each split's stream (the same on every process), cut to `seconds`."""
+    clips: list[torch.Tensor] = []
+    for split in ([splits] if isinstance(splits, str) else list(splits)) if count > 0 else []:
+        try:
+            stream = open_stream(data, split, sample_rate=sample_rate, seconds=seconds, crop="start", shuffle=False,
+                                 split_nodes=False)
+        except DataError:
+            continue
+        clips += [item["audio"][item["mask"]] for item in itertools.islice(stream, count)]
+    return clips
+
+
 def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *, kind: str = "spectral",
                 preset: str = "demo", model_config: dict[str, Any] | None = None, init_from: str | Path | None = None,
                 batch_size: int | None = None, seconds: float | None = None, lr: float | None = None,
@@ -301,7 +317,8 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
     early once that much wall time has passed (checked between chunks of at most steps/8 steps), e.g. for a demo budget.
     Returns the trained codec with its metrics (SI-SDR, mel distance) before and after, on the same clips.
     """
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    streaming = is_stream(data_dir)  # WebDataset shards / hf://datasets/NAME (SoundStream only)
+    data_dir, out_dir = (str(data_dir) if streaming else Path(data_dir)), Path(out_dir)
     if steps < 1:
         raise ConfigError(f"steps must be >= 1, got {steps}")
     state_file = out_dir / TRAIN_STATE
@@ -312,12 +329,18 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
     if preset not in presets:
         raise ConfigError(f"unknown codec preset {preset!r}; choose one of {sorted(presets)}")
     if cls is SpectralCodec:
+        if streaming:
+            raise ConfigError("SpectralCodec fits its codebooks on the frames of a manifest folder; stream shards "
+                              "to kind='soundstream', or fit the spectral codec on a manifest folder")
         if adversarial:
             raise ConfigError("adversarial=True trains a discriminator against a learned decoder; SpectralCodec has "
                               "none (it fits k-means codebooks) - use kind='soundstream'")
         return _fit_spectral(data_dir, out_dir, kmeans_iters, preset, model_config, init_from, seed, eval_clips,
                              eval_seconds, eval_split, progress)
     defaults = PRESET_TRAINING[preset]
+    from ..runtime import seed_everything
+
+    seed_everything(seed)  # the new codec's initial weights too: two runs with one seed are the same run
     if init_from is not None:
         codec = cls.from_pretrained(init_from)
         codec.train()
@@ -332,11 +355,16 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
     if seconds * codec.sample_rate < codec.hop_length:
         raise ConfigError(f"training crops of {seconds} s are shorter than one codec frame "
                           f"({codec.hop_length} samples); pass a longer seconds=")
-    dataset = CaptionedAudioDataset(data_dir, split="train", sample_rate=codec.sample_rate, seconds=seconds,
-                                    crop="random")
-    if len(dataset) < batch_size:
-        batch_size = len(dataset)
-    eval_audio = _eval_clips(data_dir, eval_split, eval_clips, eval_seconds, codec.sample_rate)
+    if streaming:
+        dataset = open_stream(data_dir, "train", sample_rate=codec.sample_rate, seconds=seconds, crop="random",
+                              seed=seed)
+        eval_audio = _stream_eval_clips(data_dir, eval_split, eval_clips, eval_seconds, codec.sample_rate)
+    else:
+        dataset = CaptionedAudioDataset(data_dir, split="train", sample_rate=codec.sample_rate, seconds=seconds,
+                                        crop="random")
+        if len(dataset) < batch_size:
+            batch_size = len(dataset)
+        eval_audio = _eval_clips(data_dir, eval_split, eval_clips, eval_seconds, codec.sample_rate)
     initial = reconstruction_metrics(codec, eval_audio) if eval_audio else {}
     model: nn.Module = AdversarialCodec(codec, adversarial_weight=adversarial_weight,
                                         feature_weight=feature_weight) if adversarial else codec
@@ -358,13 +386,13 @@ def train_codec(data_dir: str | Path, out_dir: str | Path, steps: int = 1000, *,
 
     trainer = Trainer(model, dataset, codec_step, trainer_config, collate_fn=collate_audio, eval_fn=eval_fn)
     train = _fit(trainer, resume, max_seconds, steps)
-    trained = _unwrap(trainer.eval_model)
+    trained = _unwrap(trainer.final_model())
     trained.eval()
     final = reconstruction_metrics(trained, eval_audio) if eval_audio else {}
-    trained.save_pretrained(out_dir)
+    trainer.run_on_main(trained.save_pretrained, out_dir)  # one writer under several processes
     state.update(final_step=train.step, initial_metrics=initial, final_metrics=final,
                  device=str(pick_device(device)), elapsed_s=round(train.elapsed, 2))
-    state_file.write_text(json.dumps(state, indent=2, default=str))
+    trainer.run_on_main(state_file.write_text, json.dumps(state, indent=2, default=str))
     return CodecTrainResult(model=trained, out_dir=out_dir, train=train, initial_metrics=initial, final_metrics=final)
 
 
@@ -414,7 +442,7 @@ def _fit(trainer: Trainer, resume: bool, max_seconds: float | None, steps: int) 
         total.evals += part.evals
         total.checkpoint = part.checkpoint or total.checkpoint
         total.step = part.step
-        elapsed = time.perf_counter() - start
+        elapsed = trainer.main_value(time.perf_counter() - start)  # every process takes the same decision
         if trainer.step >= steps or elapsed >= max_seconds:
             break
         per_step = elapsed / max(1, trainer.step - first_step)

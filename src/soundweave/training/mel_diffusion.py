@@ -21,6 +21,7 @@ ancestral sampling).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -35,8 +36,11 @@ from torch.utils.data import Dataset
 
 from ..audio.io import save
 from ..audio.mel_image import MelImageCodec
+from ..data.shards import is_stream
 from ..errors import CheckpointError, ConfigError, DataError
+from ..models.base import atomic_write_bytes
 from ..pipelines.mel_diffusion import MelDiffusionPipeline
+from .mel_stream import MelSliceStream, open_stream_source
 from .trainer import Trainer, TrainerConfig, TrainResult
 
 SPEC_NAME = "model_spec.json"
@@ -338,6 +342,7 @@ class MelDiffusionTrainConfig:
     progress: bool = True
     audio_column: str = "audio"
     mulan: str | None = None  # condition on MuLaN audio latents of each slice (cross-attention); prompt with text
+    num_workers: int = 0  # DataLoader workers (2-8 for streamed shards)
     max_minutes: float | None = None  # also stop when this much wall time has passed (checked every steps/20)
 
     def __post_init__(self):
@@ -501,7 +506,7 @@ def _fit_within(trainer: Trainer, steps: int, seconds: float, resume: bool) -> T
     start = time.perf_counter()
     chunk = max(1, steps // 20)
     total: TrainResult | None = None
-    while trainer.step < steps and (total is None or time.perf_counter() - start < seconds):
+    while trainer.step < steps and (total is None or trainer.main_value(time.perf_counter() - start) < seconds):
         part = trainer.fit(resume=resume and total is None, stop_at=min(steps, trainer.step + chunk))
         if total is None:
             total = part
@@ -518,6 +523,9 @@ def _fit_within(trainer: Trainer, steps: int, seconds: float, resume: bool) -> T
 def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs) -> MelDiffusionTrainResult:
     """Train (or fine-tune) and save the pipeline into `config.out`. See `MelDiffusionTrainConfig`."""
     cfg = config or MelDiffusionTrainConfig(**kwargs)
+    from ..runtime import seed_everything
+
+    seed_everything(cfg.seed)  # the new UNet's initial weights too: two runs with one seed are the same run
     out = Path(cfg.out)
     spec_file = out / SPEC_NAME
     if cfg.resume and not spec_file.is_file() and out.is_dir() and (out / "checkpoints").is_dir():
@@ -530,9 +538,14 @@ def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs)
         from ..pipelines.mel_diffusion_io import load_mel, resolve_folder
 
         rate = load_mel(resolve_folder(cfg.from_pretrained)).sample_rate
-    source, tags = open_source(cfg.data, rate, cfg.where, cfg.split, cfg.class_tag, cfg.audio_column)
-    class_values: list[str] = []
-    if cfg.class_tag:
+    streaming = is_stream(cfg.data)
+    if streaming:  # WebDataset shards / HF streaming (training/mel_stream.py)
+        source, class_values = open_stream_source(str(cfg.data), rate, normalize_where(cfg.where), cfg.split,
+                                                  cfg.class_tag, cfg.audio_column, cfg.seed)
+    else:
+        source, tags = open_source(cfg.data, rate, cfg.where, cfg.split, cfg.class_tag, cfg.audio_column)
+        class_values = []
+    if cfg.class_tag and not streaming:
         class_values = sorted({str(t[cfg.class_tag]) for t in tags if t.get(cfg.class_tag) is not None})
         if not class_values:
             raise DataError(f"no clip has the tag {cfg.class_tag!r}; tags present: "
@@ -550,12 +563,18 @@ def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs)
     class_names = pipe.class_names if cfg.class_tag else None
     if cfg.class_tag and class_names is None:
         raise ConfigError("--class-tag needs a model with class names")
-    dataset = MelSliceDataset(source, pipe.mel, tags=tags, class_tag=cfg.class_tag if class_names else None,
-                              class_names=class_names, null_class=pipe.null_class, length=cfg.batch_size,
-                              return_audio=encoder is not None)
+    if streaming:
+        dataset = MelSliceStream(source, pipe.mel, class_tag=cfg.class_tag if class_names else None,
+                                 class_names=class_names, null_class=pipe.null_class, return_audio=encoder is not None)
+    else:
+        dataset = MelSliceDataset(source, pipe.mel, tags=tags, class_tag=cfg.class_tag if class_names else None,
+                                  class_names=class_names, null_class=pipe.null_class, length=cfg.batch_size,
+                                  return_audio=encoder is not None)
     out.mkdir(parents=True, exist_ok=True)
-    spec_file.write_text(json.dumps(_spec(pipe, cfg.from_pretrained), indent=2, default=list))
-    (out / "mel_diffusion_train.json").write_text(json.dumps(asdict(cfg), indent=2, default=list))
+    for name, data in ((SPEC_NAME, _spec(pipe, cfg.from_pretrained)), ("mel_diffusion_train.json", asdict(cfg))):
+        # atomically: under several processes another one may be reading the spec (on --resume)
+        text = json.dumps(data, indent=2, default=list)
+        atomic_write_bytes(out / name, lambda tmp, text=text: Path(tmp).write_text(text))
     if pipe.vae is not None:
         pipe.vae.requires_grad_(False).eval()
     null = pipe.null_class if pipe.num_classes is not None else None
@@ -565,7 +584,10 @@ def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs)
     eval_fn = None
     if cfg.sample_every:
         generator = torch.Generator().manual_seed(cfg.seed + 1)
-        ref_items = [dataset[int(i)] for i in torch.randint(0, len(dataset), (32,), generator=generator)]
+        if streaming:
+            ref_items = list(itertools.islice(iter(dataset), 32))
+        else:
+            ref_items = [dataset[int(i)] for i in torch.randint(0, len(dataset), (32,), generator=generator)]
         reference = torch.stack([item["image"] for item in ref_items]).numpy()
         encodings = None
         if encoder is not None:  # samples conditioned on the MuLaN latents of real slices
@@ -577,7 +599,8 @@ def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs)
         warmup_steps=min(cfg.warmup_steps, cfg.steps // 5), weight_decay=cfg.weight_decay, betas=(0.95, 0.999),
         mixed_precision="bf16" if cfg.bf16 else "no", ema_decay=cfg.ema_decay if cfg.ema else None,
         eval_every=cfg.sample_every, save_every=cfg.save_every or max(1, min(500, cfg.steps)),
-        log_every=max(1, min(50, cfg.steps // 20)), seed=cfg.seed, progress=cfg.progress),
+        log_every=max(1, min(50, cfg.steps // 20)), seed=cfg.seed, progress=cfg.progress,
+        num_workers=cfg.num_workers),
         collate_fn=collate_images, eval_fn=eval_fn)
     if cfg.max_minutes:
         result = _fit_within(trainer, cfg.steps, cfg.max_minutes * 60.0, cfg.resume)
@@ -586,10 +609,10 @@ def train_mel_diffusion(config: MelDiffusionTrainConfig | None = None, **kwargs)
     # saved with DDIM over the same noise schedule: 50 steps by default; scheduler="ddpm" per call for DDPM
     from diffusers import DDIMScheduler
 
-    final = MelDiffusionPipeline(trainer.eval_model, DDIMScheduler.from_config(pipe.scheduler.config), pipe.mel,
+    final = MelDiffusionPipeline(trainer.final_model(), DDIMScheduler.from_config(pipe.scheduler.config), pipe.mel,
                                  pipe.vae, class_names=pipe.class_names, null_class=pipe.null_class,
                                  metadata=pipe.metadata)
     final.unet.eval()
-    final.save_pretrained(out)
+    trainer.run_on_main(final.save_pretrained, out)
     return MelDiffusionTrainResult(pipeline=final, result=result, out=out)
 

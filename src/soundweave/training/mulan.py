@@ -17,10 +17,17 @@ holding only `c` clips' activations at a time (GradCache, Gao et al. 2021): late
 a graph, the full-batch loss gives their gradients, then each chunk is re-run (with the same random
 SpecAugment draws) and back-propagated with those gradients. Its gradient equals the full-batch gradient
 (tested).
+
+Several processes (`accelerate launch ... soundweave train mulan`): `batch_size` is the global batch; each
+process embeds its share and the contrastive loss gathers the latents of all processes with gradients, so every
+clip's negatives are the whole global batch (`nn.distributed`, tested against one process). GradCache runs
+on one process only. `data` may also be WebDataset shards or `hf://datasets/NAME` (streamed, see
+`soundweave.data.shards`); evaluation then uses the first `eval_max_clips` clips of the valid split's stream.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Sequence
@@ -34,8 +41,10 @@ from torch.utils.data import Dataset
 
 from ..data.dataset import CaptionedAudioDataset, collate_audio, window
 from ..data.manifest import read_manifest
+from ..data.shards import ShardStream, is_stream, open_stream, stream_captions
 from ..errors import ConfigError, DataError
 from ..metrics.retrieval import recall_at_k
+from ..models.base import atomic_write_bytes
 from ..models.mulan import (
     AudioSpectrogramTransformer,
     MuLaN,
@@ -45,6 +54,11 @@ from ..models.mulan import (
 )
 from ..models.tokenizers import CaptionTokenizer
 from .trainer import Trainer, TrainerConfig, TrainResult
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Atomically (other processes of a multi-process run may be reading it)."""
+    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2)))
 
 # -- model presets -----------------------------------------------------------------------------------
 
@@ -86,11 +100,24 @@ AUDIO_PRESETS: dict[str, dict[str, Any]] = {
         n_mels=128,
         patch_size=(16, 16),
     ),
+    # MuLan's (2208.12415) AST tower at ViT-Base size on 10 s log-mel (recipes; GPUs)
+    "paper": dict(
+        dim=768,
+        depth=12,
+        heads=12,
+        dim_head=64,
+        spec_n_fft=1024,
+        spec_win_length=400,
+        spec_hop_length=160,
+        n_mels=128,
+        patch_size=(16, 16),
+    ),
 }
 TEXT_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(dim=64, depth=1, heads=2, dim_head=32),
     "small": dict(dim=256, depth=3, heads=4, dim_head=64),
     "base": dict(dim=512, depth=6, heads=8, dim_head=64),
+    "paper": dict(dim=768, depth=12, heads=12, dim_head=64),  # BERT-base size, as MuLan's text tower
 }
 TEXT_TOWERS = ("minilm", "scratch")
 
@@ -309,19 +336,27 @@ class MuLaNEvaluator:
         batch_size: int = 32,
         tags: Sequence[str] = ZERO_SHOT_TAGS,
     ):
-        self.dataset = CaptionedAudioDataset(
-            data, split=split, sample_rate=sample_rate, seconds=seconds, crop="start"
-        )
-        n = len(self.dataset) if max_clips is None else min(max_clips, len(self.dataset))
-        items = [self.dataset[i] for i in range(n)]
+        if is_stream(data):  # the first max_clips clips of the split's stream, in shard order
+            stream = open_stream(str(data), split, sample_rate=sample_rate, seconds=seconds, crop="start",
+                                 shuffle=False, split_nodes=False)
+            items = list(itertools.islice(stream, max_clips))
+            if not items:
+                raise DataError(f"the {split!r} stream of {str(data)!r} is empty")
+            all_tags = [item["tags"] for item in items]
+        else:
+            self.dataset = CaptionedAudioDataset(
+                data, split=split, sample_rate=sample_rate, seconds=seconds, crop="start"
+            )
+            n = len(self.dataset) if max_clips is None else min(max_clips, len(self.dataset))
+            items = [self.dataset[i] for i in range(n)]
+            all_tags = [r.tags for r in read_manifest(data)]
         batch = collate_audio(items)
         self.audio, self.mask = batch["audio"], batch["mask"]
         self.captions, self.records_tags = batch["captions"], batch["tags"]
         self.batch_size, self.sample_rate = batch_size, sample_rate
-        all_records = read_manifest(data)
         self.classes: dict[str, list[str]] = {}
         for tag in tags:
-            values = sorted({str(r.tags[tag]) for r in all_records if tag in r.tags})
+            values = sorted({str(t[tag]) for t in all_tags if tag in t})
             if len(values) >= 2:
                 self.classes[tag] = values
 
@@ -432,6 +467,7 @@ class MuLaNTrainConfig:
     seed: int = 0
     progress: bool = True
     resume: bool = False
+    num_workers: int = 0  # DataLoader workers (e.g. 2-8 for streamed shards: decoding runs beside training)
 
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
@@ -458,9 +494,16 @@ def train_mulan(config: MuLaNTrainConfig, model: MuLaN | None = None) -> MuLaNTr
     final (EMA, if on) model to `config.out/model`."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_set = CaptionedAudioDataset(
-        config.data, split="train", sample_rate=config.sample_rate, seconds=config.seconds, crop="random"
-    )
+    streaming = is_stream(config.data)
+    if streaming:
+        train_set = open_stream(config.data, "train", sample_rate=config.sample_rate, seconds=config.seconds,
+                                crop="random", seed=config.seed)
+        captions = stream_captions(train_set) if isinstance(train_set, ShardStream) else None
+    else:
+        train_set = CaptionedAudioDataset(
+            config.data, split="train", sample_rate=config.sample_rate, seconds=config.seconds, crop="random"
+        )
+        captions = train_set.captions
     if model is None:
         saved = out / MODEL_CONFIG_NAME
         if config.resume and saved.is_file():  # the exact architecture (and trained tokenizer) of the run
@@ -470,11 +513,11 @@ def train_mulan(config: MuLaNTrainConfig, model: MuLaN | None = None) -> MuLaNTr
                 config.text_tower,
                 config.size,
                 config.sample_rate,
-                captions=train_set.captions,
+                captions=captions,
                 freeze_text=config.freeze_text,
                 loss=config.loss,
             )
-    (out / MODEL_CONFIG_NAME).write_text(json.dumps(model.get_config()))
+    _write_json(out / MODEL_CONFIG_NAME, model.get_config())
     text_cache = None
     if isinstance(model.text, PretrainedTextTransformer) and model.text.freeze:
         # filled lazily, batch by batch: on --resume the checkpoint's weights are loaded first
@@ -514,17 +557,22 @@ def train_mulan(config: MuLaNTrainConfig, model: MuLaN | None = None) -> MuLaNTr
         log_every=config.log_every,
         seed=config.seed,
         progress=config.progress,
+        num_workers=config.num_workers,
     )
     trainer = Trainer(
         model,
-        ClipCache(train_set),
+        train_set if streaming else ClipCache(train_set),
         step_fn,
         tcfg,
         collate_fn=collate_audio,
         eval_fn=eval_fn if evaluator else None,
     )
+    if config.grad_cache_chunk and trainer.accelerator.num_processes > 1:
+        raise ConfigError("GradCache (grad_cache_chunk) runs on one process; with several processes the global "
+                          "batch is already one contrastive problem (latents are gathered) - drop --grad-cache-chunk")
     result = trainer.fit(resume=config.resume)
-    final = trainer.eval_model
-    model_dir = final.save_pretrained(out / "model")
-    (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+    final = trainer.final_model()
+    model_dir = out / "model"
+    trainer.run_on_main(final.save_pretrained, model_dir)
+    trainer.run_on_main(_write_json, out / "train_config.json", asdict(config))
     return MuLaNTrainResult(model=final, model_dir=model_dir, train=result, evals=result.evals)

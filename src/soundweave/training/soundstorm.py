@@ -8,11 +8,17 @@ made of the codec's config and weights, the manifest and the split, so a changed
 re-encoded), `CodeDataset` (random crops of `frames` frames, shorter clips padded with a mask),
 `collate_codes`, `soundstorm_step_fn`, `make_eval_fn` (masked-token loss and accuracy on held-out codes,
 same masks every time) and `train_soundstorm`, which the CLI calls.
+
+Streaming: `data` may be WebDataset shards written with the same codec (`soundweave data shard MANIFEST --codec
+CODEC`): `CodeStream` then crops the stored codes (no audio decoded); shards of another codec are refused.
+Several processes: `batch_size` is the global batch, split across processes; the final model is written by
+the main process.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -24,10 +30,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from ..data.dataset import CaptionedAudioDataset
 from ..data.manifest import manifest_path
+from ..data.shards import ShardStream, is_stream
 from ..errors import ConfigError, DataError
 from ..models.base import PretrainedModel, atomic_write_bytes
 from ..models.codecs import load_codec
@@ -41,6 +48,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(dim=64, depth=2, heads=4, dim_head=16),
     "small": dict(dim=256, depth=4, heads=4, dim_head=64),
     "base": dict(dim=512, depth=6, heads=8, dim_head=64),
+    # the paper's (2305.09636): 12 layers, 16 heads, dim 1024, FF 4096, conv kernel 5 (~350M with 12 x 1024 codes)
+    "paper": dict(dim=1024, depth=12, heads=16, dim_head=64, ff_mult=4.0, conv_kernel_size=5),
 }
 
 
@@ -157,6 +166,39 @@ class CodeDataset(Dataset):
         return {"codes": padded, "mask": mask}
 
 
+class CodeStream(IterableDataset):
+    """`CodeDataset` items from shards that carry `codes.npy` (a `ShardStream` read without decoding audio)."""
+
+    def __init__(self, stream: ShardStream, frames: int | None = None, random_crop: bool = True):
+        self.stream, self.frames, self.random_crop = stream, frames, random_crop
+
+    def set_epoch(self, epoch: int) -> None:
+        self.stream.set_epoch(epoch)
+
+    def skip_batches(self, batches: int, batch_size: int) -> None:
+        self.stream.skip_batches(batches, batch_size)
+
+    def __iter__(self):
+        for item in self.stream:
+            if "codes" not in item:
+                raise DataError(f"shard sample {item['path']!r} has no codes; write the shards with "
+                                "`soundweave data shard MANIFEST --out DIR --codec CODEC`")
+            yield CodeDataset([item["codes"]], self.frames, self.random_crop)[0]
+
+
+def _stream_codes(codec: nn.Module, data: str, split: str, seed: int, where: Any,
+                  split_nodes: bool = True) -> ShardStream:
+    stream = ShardStream(data, split, seed=seed, decode_audio=False, where=where, split_nodes=split_nodes)
+    stored = stream.index.get("codec")
+    if stored is None:
+        raise DataError(f"the shards {data!r} carry no codes (no codec in their shards.json); write them with "
+                        "`soundweave data shard MANIFEST --out DIR --codec CODEC`")
+    if stored.get("fingerprint") != codec_fingerprint(codec):
+        raise DataError(f"the codes in the shards {data!r} were made by another codec (or other weights) than "
+                        "--codec; re-write the shards with this codec")
+    return stream
+
+
 def collate_codes(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Pad to the longest item: `{"codes": (B, F, Q) int64, "mask": (B, F) bool}`."""
     length = max(item["codes"].shape[0] for item in items)
@@ -203,7 +245,7 @@ def _fit(trainer: Trainer, resume: bool, steps: int, max_seconds: float | None) 
     start = time.perf_counter()
     total = TrainResult(step=trainer.step)
     chunk, first = max(1, min(steps // 20, 25)), True
-    while first or (trainer.step < steps and time.perf_counter() - start < max_seconds):
+    while first or (trainer.step < steps and trainer.main_value(time.perf_counter() - start) < max_seconds):
         part = trainer.fit(resume=resume if first else False, stop_at=min(steps, trainer.step + chunk))
         first = False
         total.losses += part.losses
@@ -240,7 +282,7 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
                      bf16: bool = False, resume: bool = False, seed: int = 0, ema_decay: float | None = None,
                      eval_every: int = 0, save_every: int = 0, log_every: int = 10, where: Any = None,
                      cache_dir: str | os.PathLike | None = None, max_seconds: float | None = None,
-                     progress: bool = True) -> SoundStormTrainResult:
+                     progress: bool = True, level_probs: Sequence[float] | None = None) -> SoundStormTrainResult:
     """Train SoundStorm on the codes of `codec` for the clips of a manifest folder (split "train").
 
     Codes are computed once and cached in `cache_dir` (default OUT/codes). Crops of `seconds` (None:
@@ -248,18 +290,29 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
     optional `dim`/`depth` overrides, or `net`. On resume, the network config stored in OUT is used.
     The trained model, with the codec attached, is saved to OUT (load it with `SoundStorm.from_pretrained`).
     `max_seconds` ends training early once that much wall time has passed (for demos with a time budget).
+    `level_probs`: how often each level is trained (see `SoundStorm`; None = uniform, as the paper).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     codec = as_codec(codec)
     codec.eval()
     cache_dir = Path(cache_dir) if cache_dir is not None else out / "codes"
-    train_codes = precompute_codes(codec, data, "train", cache_dir, where=where, progress=progress)
-    try:
-        valid_codes = precompute_codes(codec, data, "valid", cache_dir, where=where, progress=progress)
-    except DataError:
-        valid_codes = []
     frames = codec.seconds_to_frames(seconds) if seconds is not None else None
+    streaming = is_stream(data)
+    if streaming:
+        train_stream = _stream_codes(codec, str(data), "train", seed, where)
+        try:
+            valid_stream = _stream_codes(codec, str(data), "valid", seed, where, split_nodes=False)
+            valid_stream.shuffle, valid_stream.shuffle_buffer = False, 0
+            valid_codes = [item["codes"] for item in itertools.islice(valid_stream, 64)]
+        except DataError:
+            valid_codes = []
+    else:
+        train_codes = precompute_codes(codec, data, "train", cache_dir, where=where, progress=progress)
+        try:
+            valid_codes = precompute_codes(codec, data, "valid", cache_dir, where=where, progress=progress)
+        except DataError:
+            valid_codes = []
 
     net_file = out / NET_CONFIG_NAME
     if resume and net_file.is_file():
@@ -269,19 +322,25 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
     if net.num_quantizers != codec.num_quantizers or net.codebook_size != codec.codebook_size:
         raise ConfigError(f"the network expects {net.num_quantizers} x {net.codebook_size} codes but the codec makes "
                           f"{codec.num_quantizers} x {codec.codebook_size}")
-    net_file.write_text(json.dumps(net.get_config(), indent=2, sort_keys=True))
-    model = SoundStorm(net, steps=generation_steps)
+    atomic_write_bytes(net_file, lambda tmp: Path(tmp).write_text(json.dumps(net.get_config(), indent=2,
+                                                                                 sort_keys=True)))
+    model = SoundStorm(net, steps=generation_steps, level_probs=level_probs)
 
-    dataset = CodeDataset(train_codes, frames)
-    config = TrainerConfig(out_dir=str(out), max_steps=steps, batch_size=min(batch_size, len(dataset)), lr=lr,
+    if streaming:
+        dataset = CodeStream(train_stream, frames)
+        num_clips = int(train_stream.index.get("split", {}).get("clips", 0))
+    else:
+        dataset = CodeDataset(train_codes, frames)
+        batch_size, num_clips = min(batch_size, len(dataset)), len(dataset)
+    config = TrainerConfig(out_dir=str(out), max_steps=steps, batch_size=batch_size, lr=lr,
                            warmup_steps=min(warmup_steps, steps // 4), mixed_precision="bf16" if bf16 else "no",
                            ema_decay=ema_decay, eval_every=eval_every if valid_codes else 0,
                            save_every=save_every, log_every=log_every, seed=seed, progress=progress)
     eval_fn = make_eval_fn(valid_codes, frames) if valid_codes else None
     trainer = Trainer(model, dataset, soundstorm_step_fn, config, collate_fn=collate_codes, eval_fn=eval_fn)
     result = _fit(trainer, resume, steps, max_seconds)
-    trained: PretrainedModel = trainer.eval_model
-    final = SoundStorm(trained.net, soundstream=codec, steps=generation_steps).eval()
-    final.save_pretrained(out)
+    trained: PretrainedModel = trainer.final_model()
+    final = SoundStorm(trained.net, soundstream=codec, steps=generation_steps, level_probs=level_probs).eval()
+    trainer.run_on_main(final.save_pretrained, out)
     metrics = trainer.evaluate() if eval_fn is not None else {}
-    return SoundStormTrainResult(model=final, model_dir=out, train=result, num_clips=len(dataset), metrics=metrics)
+    return SoundStormTrainResult(model=final, model_dir=out, train=result, num_clips=num_clips, metrics=metrics)

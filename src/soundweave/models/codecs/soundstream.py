@@ -45,6 +45,9 @@ from .base import Codec
 _TUPLE_FIELDS = ("channel_mults", "strides", "dilations", "multi_spectral_window_powers_of_two", "stft_loss_fft_sizes")
 
 
+MAX_QUANTIZERS = 1024
+
+
 @dataclass
 class SoundStreamConfig:
     sample_rate: int = 24000
@@ -90,6 +93,8 @@ class SoundStreamConfig:
                 raise ConfigError(f"SoundStream {name} must be >= 1, got {getattr(self, name)}")
         if self.codebook_size < 2:
             raise ConfigError(f"codebook_size must be >= 2, got {self.codebook_size}")
+        if self.rq_num_quantizers > MAX_QUANTIZERS:  # (the RVQ builds per-level settings before any layer)
+            raise ConfigError(f"rq_num_quantizers must be at most {MAX_QUANTIZERS}, got {self.rq_num_quantizers}")
         if not self.strides or any(s < 1 for s in self.strides):
             raise ConfigError(f"strides must be a non-empty tuple of positive ints, got {self.strides}")
         if len(self.channel_mults) != len(self.strides):

@@ -22,12 +22,16 @@ one patch (`min_samples`) raises ShapeError; audio longer than `max_seconds` is 
 the AST and `MuLaN.forward`, while `get_audio_latents` (default `long_audio="window"`) embeds
 consecutive `max_seconds` windows and averages them; empty captions raise ShapeError; captions longer
 than the tower's `max_seq_len` tokens are truncated (the start is kept).
+
+Modules: `audio_tower` (AST), `text_towers` (TextTransformer, PretrainedTextTransformer), `model` (MuLaN),
+`quantizer` (MuLaNEmbedQuantizer), `common` (shared helpers); every public name is importable from here.
 """
 
-from .audio import ASTConfig, AudioSpectrogramTransformer, l2norm, sincos_2d
-from .joint import MuLaN
+from .audio_tower import ASTConfig, AudioSpectrogramTransformer
+from .common import l2norm, sincos_2d
+from .model import MuLaN
 from .quantizer import MuLaNEmbedQuantizer
-from .text import TOKENIZER_DIR, PretrainedTextTransformer, TextTransformer, TextTransformerConfig
+from .text_towers import PretrainedTextTransformer, TextTransformer, TextTransformerConfig
 
 __all__ = [
     "ASTConfig",
@@ -35,7 +39,6 @@ __all__ = [
     "MuLaN",
     "MuLaNEmbedQuantizer",
     "PretrainedTextTransformer",
-    "TOKENIZER_DIR",
     "TextTransformer",
     "TextTransformerConfig",
     "l2norm",

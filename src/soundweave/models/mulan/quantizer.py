@@ -1,4 +1,4 @@
-"""`MuLaNEmbedQuantizer`: residual VQ of joint-embedding latents -> conditioning tokens per namespace."""
+"""`MuLaNEmbedQuantizer`: residual VQ of MuLaN latents -> conditioning tokens, one projection per namespace."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from torch import nn
 
 from ...errors import CheckpointError, ConfigError, ShapeError
 from ..base import PretrainedModel
-from .joint import MuLaN
-from .text import PretrainedTextTransformer, _from_pretrained_with_assets
+from .model import MuLaN
+from .text_towers import PretrainedTextTransformer, _from_pretrained_with_assets
 
 
 def is_joint_embedding(model: object) -> bool:

@@ -1,4 +1,5 @@
-"""MuLaN's text towers: `TextTransformer` (from scratch) and `PretrainedTextTransformer` (any HF encoder)."""
+"""MuLaN's text towers: `TextTransformer` (trained from scratch over our own tokenizer) and
+`PretrainedTextTransformer` (any Hugging Face text encoder)."""
 
 from __future__ import annotations
 

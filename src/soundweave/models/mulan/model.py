@@ -1,4 +1,4 @@
-"""`MuLaN`: the audio and text towers projected into one l2-normalised space, trained contrastively."""
+"""`MuLaN`: the joint model - two towers projected to one l2-normalised space, trained contrastively."""
 
 from __future__ import annotations
 
@@ -13,8 +13,14 @@ from ...audio.io import check_sample_rate
 from ...errors import ConfigError, ShapeError
 from ...nn.contrastive import LOSSES, ContrastiveLoss
 from ..base import PretrainedModel
-from .audio import AudioSpectrogramTransformer, _as_batch, _resample_batch, l2norm
-from .text import PretrainedTextTransformer, TextTransformer, _from_pretrained_with_assets, _text_tower_from_config
+from .audio_tower import AudioSpectrogramTransformer
+from .common import _as_batch, _resample_batch, l2norm
+from .text_towers import (
+    PretrainedTextTransformer,
+    TextTransformer,
+    _from_pretrained_with_assets,
+    _text_tower_from_config,
+)
 
 
 class MuLaN(PretrainedModel):

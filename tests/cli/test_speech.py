@@ -1,0 +1,40 @@
+"""CLI: data speech, train text-to-semantic, train soundstorm --semantic phonemes, generate speech."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from soundweave import SpectralCodec
+from tests.helpers import invoke_cli, parse_json
+
+
+def test_speech_cli_end_to_end(tmp_path):
+    data, t2s, tts, out = tmp_path / "speech", tmp_path / "t2s", tmp_path / "tts", tmp_path / "out"
+    result = invoke_cli("data", "speech", "--out", data, "--n", 12, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    assert parse_json(result.stdout)["n"] == 12 and (data / "captions.jsonl").is_file()
+
+    result = invoke_cli("train", "text-to-semantic", "--data", data, "--out", t2s, "--steps", 3, "--preset", "tiny")
+    assert result.exit_code == 0, result.output
+    assert parse_json(result.stdout)["steps"] == 3 and (t2s / "model.safetensors").is_file()
+
+    SpectralCodec(num_quantizers=2, codebook_size=16, n_mels=32, griffin_lim_iters=2).save_pretrained(tmp_path / "c")
+    result = invoke_cli("train", "soundstorm", "--data", data, "--codec", tmp_path / "c", "--out", tts,
+                        "--semantic", "phonemes", "--text-to-semantic", t2s, "--steps", 2, "--preset", "tiny",
+                        "--batch-size", 2, "--seconds", 1.0)
+    assert result.exit_code == 0, result.output
+    assert parse_json(result.stdout)["semantic"] == "phonemes"
+
+    voice = data / "audio" / "clip-000002.wav"
+    result = invoke_cli("generate", "speech", "hello there", "a longer sentence to say", "--model", tts,
+                        "--voice", voice, "--out", out, "--steps", 2)
+    assert result.exit_code == 0, result.output
+    info = parse_json(result.stdout)
+    assert [Path(p).name for p in info["outputs"]] == ["speech-00.wav", "speech-01.wav", "speech-spectrograms.png"]
+    assert all(Path(p).is_file() for p in info["outputs"])
+
+
+def test_bad_semantic_option_is_one_line_error(tmp_path):
+    result = invoke_cli("train", "soundstorm", "--data", tmp_path, "--codec", tmp_path, "--out", tmp_path / "o",
+                        "--semantic", "hubert")
+    assert result.exit_code != 0 and "--semantic must be" in str(result.exception or result.output)
