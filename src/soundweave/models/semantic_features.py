@@ -116,7 +116,8 @@ class HFHiddenFeatures(nn.Module):
         folder = resolve_pretrained(source)
         try:
             config = AutoConfig.from_pretrained(folder)
-            self.model = AutoModel.from_pretrained(folder)
+            with torch.device("cpu"):  # real weights, even when built inside a meta-device context
+                self.model = AutoModel.from_pretrained(folder)
         except Exception as exc:
             raise CheckpointError(f"could not load a transformers audio model from {str(source)!r}: {exc}") from exc
         self.model.eval().requires_grad_(False)
