@@ -35,8 +35,14 @@ _EXPORTS: dict[str, str] = {
     "Conformer": "soundweave.nn.conformer",
     "ConformerWrapper": "soundweave.models.conformer_wrapper",
     "SoundStorm": "soundweave.models.soundstorm",
+    # capability 4: MusicLM
+    "SemanticTokenizer": "soundweave.models.semantic_tokenizer",
+    "SemanticTransformer": "soundweave.models.semantic_transformer",
+    "SemanticTransformerTrainer": "soundweave.training.semantic",
+    "AudioLM": "soundweave.pipelines.audiolm",
+    "MusicLM": "soundweave.pipelines.musiclm",
+    "ClapMuLaN": "soundweave.models.clap",
     "TextToSemantic": "soundweave.models.text_to_semantic",
-    # capability 4 (MusicLM: SemanticTokenizer, SemanticTransformer, AudioLM, MusicLM) is not built yet
     # capability 5: mel diffusion
     "MelDiffusionPipeline": "soundweave.pipelines.mel_diffusion",
     # capability 6: audio to image

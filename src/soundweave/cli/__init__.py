@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "soundweave.cli.mulan",
     "soundweave.cli.codec",
     "soundweave.cli.soundstorm",
+    "soundweave.cli.musiclm",
     "soundweave.cli.speech",
     "soundweave.cli.mel_diffusion",
     "soundweave.cli.audio2img",

@@ -26,6 +26,7 @@ DEMO_STEPS: list[tuple[str, str]] = [
     ("mulan", "soundweave.cli.mulan:demo"),
     ("codec", "soundweave.cli.codec:demo"),
     ("soundstorm", "soundweave.cli.soundstorm:demo"),
+    ("musiclm", "soundweave.cli.musiclm:demo"),
     ("speech", "soundweave.cli.speech:demo"),
     ("audio2img", "soundweave.cli.audio2img:demo"),
 ]

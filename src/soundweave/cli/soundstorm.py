@@ -37,19 +37,34 @@ def train_soundstorm_cmd(
         log_every: int = typer.Option(10, "--log-every", help="Write a row of log.csv every N steps."),
         filter_: str = typer.Option("", "--filter", help="Only clips with this tag, e.g. instrument=piano."),
         seed: int = typer.Option(0, "--seed", help="Seed for data order, masks and initialisation."),
-        semantic: str = typer.Option("none", "--semantic", help="Conditioning units: 'none', or 'phonemes' (a "
-                                     "speech corpus from `soundweave data speech`: its time-aligned phonemes)."),
+        semantic: str = typer.Option("none", "--semantic", help="Conditioning units: 'none'; 'phonemes' (a "
+                                     "speech corpus from `soundweave data speech`: its time-aligned phonemes); or a "
+                                     "SemanticTokenizer folder (MusicLM: `soundweave train semantic-tokenizer`)."),
         text_to_semantic: Path = typer.Option(None, "--text-to-semantic", help="With --semantic phonemes: a "
                                               "TextToSemantic folder to attach, so the model speaks text."),
         unit_rate: float = typer.Option(0.0, "--unit-rate", help="With --semantic phonemes: units per second "
-                                        "(0 = half the codec frame rate).")) -> None:
+                                        "(0 = half the codec frame rate)."),
+        mulan: Path = typer.Option(None, "--mulan", help="MusicLM: condition on MuLaN tokens of this "
+                                                         "MuLaNEmbedQuantizer folder (from train semantic)."),
+        namespace: str = typer.Option("coarse", "--namespace", help="MusicLM: quantizer namespace for SoundStorm."),
+        cond_drop_prob: float = typer.Option(0.2, "--cond-drop-prob",
+                                             help="MusicLM: share of items trained unconditioned (guidance).")) -> None:
     """Train SoundStorm on the codes of a trained codec (codes are computed once and cached in OUT/codes);
-    with --semantic phonemes, conditioned on a speech corpus's phoneme units (text to speech)."""
+    with --semantic phonemes, conditioned on a speech corpus's phoneme units (text to speech); with --semantic
+    TOKENIZER_DIR and/or --mulan QUANTIZER_DIR, MusicLM's acoustic stage (semantic ids + MuLaN tokens)."""
     from ..data.manifest import parse_filter
     from ..training.soundstorm import train_soundstorm
 
-    if semantic not in ("none", "phonemes"):
-        raise ConfigError(f"--semantic must be 'none' or 'phonemes', got {semantic!r}")
+    if mulan is not None or semantic not in ("none", "phonemes"):
+        from .musiclm import train_conditioned_soundstorm
+
+        tokenizer = None if semantic == "none" else Path(semantic)
+        if tokenizer is not None and not tokenizer.is_dir():
+            raise ConfigError(f"--semantic must be 'none', 'phonemes' or a SemanticTokenizer folder, got {semantic!r}")
+        return train_conditioned_soundstorm(data, codec, out, tokenizer, mulan, namespace, steps=steps,
+                                            batch_size=batch_size, lr=lr, seconds=seconds if seconds > 0 else None,
+                                            preset=preset, dim=dim, depth=depth, generation_steps=generation_steps,
+                                            bf16=bf16, seed=seed, cond_drop_prob=cond_drop_prob)
     if semantic == "phonemes":
         from ..training.speech import train_speech_soundstorm
 

@@ -85,4 +85,36 @@ def residual_kmeans(points: torch.Tensor, levels: int, k: int, iters: int = 10, 
     return torch.stack(books)
 
 
-__all__ = ["kmeans", "nearest", "residual_kmeans"]
+def minibatch_kmeans(points: torch.Tensor, k: int, iters: int = 100, batch_size: int = 10000, sample: int = 20000,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mini-batch k-means (Sculley 2010): k-means++ seeding on up to `sample` points, then `iters` batches of
+    `batch_size` points, each moving its centroids by a per-centroid learning rate 1 / (points seen so far);
+    centroids no batch has touched are re-seeded from the batch. -> (k, d)."""
+    if points.ndim != 2 or points.shape[0] == 0:
+        raise ConfigError(f"k-means needs a non-empty (n, d) array of points, got shape {tuple(points.shape)}")
+    if k < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    points = points.float()
+    n = points.shape[0]
+    seed_points = points if n <= sample else points[torch.randperm(n, generator=generator)[:sample]]
+    centroids = _plus_plus(seed_points, k, generator)
+    counts = torch.zeros(k)
+    for _ in range(iters):
+        batch = points if n <= batch_size else points[torch.randint(n, (batch_size,), generator=generator)]
+        ids = nearest(batch, centroids)
+        sums = torch.zeros_like(centroids).index_add_(0, ids, batch)
+        seen = torch.bincount(ids, minlength=k).float()
+        counts += seen
+        hit = seen > 0
+        # c <- c + (mean_batch - c) * seen / counts: the running mean of every point assigned so far
+        rate = (seen[hit] / counts[hit])[:, None]
+        centroids[hit] += (sums[hit] / seen[hit, None] - centroids[hit]) * rate
+    dead = (counts == 0).nonzero().flatten()
+    if dead.numel():  # never chosen: re-seed with the worst-served points
+        error = (points - centroids[nearest(points, centroids)]).pow(2).sum(-1)
+        worst = error.topk(min(dead.numel(), n)).indices
+        centroids[dead[: worst.numel()]] = points[worst]
+    return centroids
+
+
+__all__ = ["kmeans", "minibatch_kmeans", "nearest", "residual_kmeans"]

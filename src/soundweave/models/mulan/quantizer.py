@@ -9,10 +9,16 @@ from typing import Any, Self
 import torch
 from torch import nn
 
-from ...errors import ConfigError, ShapeError
+from ...errors import CheckpointError, ConfigError, ShapeError
 from ..base import PretrainedModel
 from .model import MuLaN
 from .text_towers import PretrainedTextTransformer, _from_pretrained_with_assets
+
+
+def is_joint_embedding(model: object) -> bool:
+    """A MuLaN, or a module with MuLaN's interface (get_audio_latents, get_text_latents, dim_latent, sample_rate)."""
+    needed = ("get_audio_latents", "get_text_latents", "dim_latent", "sample_rate", "device")
+    return isinstance(model, MuLaN) or (isinstance(model, nn.Module) and all(hasattr(model, a) for a in needed))
 
 
 class MuLaNEmbedQuantizer(PretrainedModel):
@@ -41,8 +47,8 @@ class MuLaNEmbedQuantizer(PretrainedModel):
         from vector_quantize_pytorch import ResidualVQ
 
         namespaces, conditioning_dims = tuple(namespaces), tuple(int(d) for d in conditioning_dims)
-        if not isinstance(mulan, MuLaN):
-            raise ConfigError("mulan must be a MuLaN")
+        if not is_joint_embedding(mulan):
+            raise ConfigError("mulan must be a MuLaN (or a joint embedding with MuLaN's interface, e.g. ClapMuLaN)")
         if len(namespaces) != len(conditioning_dims) or not namespaces:
             raise ConfigError(
                 f"need one conditioning dim per namespace, got {len(conditioning_dims)} dims for "
@@ -167,7 +173,10 @@ class MuLaNEmbedQuantizer(PretrainedModel):
 
     # -- persistence ------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        return {**self.config, "mulan": self.mulan.get_config()}
+        mulan = self.mulan.get_config()
+        if not isinstance(self.mulan, MuLaN):
+            mulan = {"_class": type(self.mulan).__name__, **mulan}
+        return {**self.config, "mulan": mulan}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Self:
@@ -175,12 +184,21 @@ class MuLaNEmbedQuantizer(PretrainedModel):
         folder = config.pop("_folder", None)
         mulan_cfg = dict(config.pop("mulan"))
         mulan_cfg["_folder"] = folder
+        kind = mulan_cfg.pop("_class", "MuLaN")
+        if kind == "ClapMuLaN":
+            from ..clap import ClapMuLaN
+
+            return cls(ClapMuLaN.from_config(mulan_cfg), **config)
+        if kind != "MuLaN":
+            raise CheckpointError(f"unknown joint embedding {kind!r} in the quantizer's config")
         return cls(MuLaN.from_config(mulan_cfg), **config)
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         folder = super().save_pretrained(folder)
-        if isinstance(self.mulan.text, PretrainedTextTransformer):
+        if isinstance(getattr(self.mulan, "text", None), PretrainedTextTransformer):
             self.mulan.text.save_assets(folder)
+        if hasattr(self.mulan, "save_assets"):  # e.g. ClapMuLaN: its processor and tokenizer files
+            self.mulan.save_assets(folder)
         return folder
 
     @classmethod
