@@ -48,9 +48,9 @@ def _plus_plus(points: torch.Tensor, k: int, generator: torch.Generator | None, 
     return points[chosen[:k]].clone()
 
 
-def kmeans(points: torch.Tensor, k: int, iters: int = 10, sample: int = 20000,
-           generator: torch.Generator | None = None) -> torch.Tensor:
-    """Centroids (k, d) of `points` (n, d): k-means++ seeding on up to `sample` points, then `iters` Lloyd steps."""
+def _seeded(points: torch.Tensor, k: int, sample: int, generator: torch.Generator | None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checked float points and k-means++ initial centroids drawn from up to `sample` of them."""
     if points.ndim != 2 or points.shape[0] == 0:
         raise ConfigError(f"k-means needs a non-empty (n, d) array of points, got shape {tuple(points.shape)}")
     if k < 1:
@@ -58,7 +58,14 @@ def kmeans(points: torch.Tensor, k: int, iters: int = 10, sample: int = 20000,
     points = points.float()
     n = points.shape[0]
     seed_points = points if n <= sample else points[torch.randperm(n, generator=generator)[:sample]]
-    centroids = _plus_plus(seed_points, k, generator)
+    return points, _plus_plus(seed_points, k, generator)
+
+
+def kmeans(points: torch.Tensor, k: int, iters: int = 10, sample: int = 20000,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Centroids (k, d) of `points` (n, d): k-means++ seeding on up to `sample` points, then `iters` Lloyd steps."""
+    points, centroids = _seeded(points, k, sample, generator)
+    n = points.shape[0]
     for _ in range(iters):
         ids = nearest(points, centroids)
         sums = torch.zeros_like(centroids).index_add_(0, ids, points)
@@ -90,14 +97,8 @@ def minibatch_kmeans(points: torch.Tensor, k: int, iters: int = 100, batch_size:
     """Mini-batch k-means (Sculley 2010): k-means++ seeding on up to `sample` points, then `iters` batches of
     `batch_size` points, each moving its centroids by a per-centroid learning rate 1 / (points seen so far);
     centroids no batch has touched are re-seeded from the batch. -> (k, d)."""
-    if points.ndim != 2 or points.shape[0] == 0:
-        raise ConfigError(f"k-means needs a non-empty (n, d) array of points, got shape {tuple(points.shape)}")
-    if k < 1:
-        raise ConfigError(f"k must be >= 1, got {k}")
-    points = points.float()
+    points, centroids = _seeded(points, k, sample, generator)
     n = points.shape[0]
-    seed_points = points if n <= sample else points[torch.randperm(n, generator=generator)[:sample]]
-    centroids = _plus_plus(seed_points, k, generator)
     counts = torch.zeros(k)
     for _ in range(iters):
         batch = points if n <= batch_size else points[torch.randint(n, (batch_size,), generator=generator)]
