@@ -11,8 +11,9 @@ trainer in TOLERANCE: the largest relative difference between the two curves' me
 stream (seed + process index), as the halves of one process's batch would. For MuLaN, per-process negatives
 (4 instead of 8) would lower the loss by about ln 2 (some 30 %), far outside it. SoundStorm's loss depends on
 the random prompt/level/mask draw per clip and mel diffusion's on the random timestep per image, so 8 steps of
-batch 8 leave them much noisier (measured with one thread: SoundStorm 1-3 % over the whole run and 5-9 % on the
-resumed half, mel 15-17 %; the tolerances are 15 % and 35 %).
+batch 8 (the tiny corpus's 8 training clips) leave them much noisier. SoundStorm's curves are compared over the
+whole run; the gap still ranged from 0.8 % to 26 % over 9 runs with one thread (and 1-15 % for the resumed half),
+so its tolerance is 40 %: it catches a diverged or broken run, not a subtle one. Mel: 15-17 %, tolerance 35 %.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from tests.helpers import check_margin, invoke_cli
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 STEPS, BATCH, SAVE = 8, 8, 4
-TOLERANCE = {"mulan": 0.05, "soundstorm": 0.15, "mel": 0.35}
+TOLERANCE = {"mulan": 0.05, "soundstorm": 0.4, "mel": 0.35}
 # stretch length per trainer: SoundStorm's per-step loss swings with the random level drawn per clip (level 0
 # against level 7 differ by more than the tolerance), so its curves are compared over the whole 8-step run
 WINDOW = {"mulan": 4, "soundstorm": 8, "mel": 4}
