@@ -58,7 +58,7 @@ from accelerate import Accelerator
 from accelerate.data_loader import skip_first_batches
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, send_to_device, set_seed
-from safetensors.torch import load_file, save_file, save_model
+from safetensors.torch import save_file, save_model
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
@@ -504,13 +504,11 @@ class Trainer:
                 raise CheckpointError(f"could not read the RNG state {str(rng_file)!r}: {exc}") from exc
             check_rng_state(rng, rng_file)
         try:
-            if self.fsdp:
-                if not state.get("full_state"):
-                    raise CheckpointError(f"checkpoint {str(folder)!r} was written without FSDP; its optimizer state "
-                                          "is per parameter index, not by name - resume it with a DDP config")
-                self._load_full_state(load_file(str(folder / MODEL_NAME)), state["optimizer"])
-            elif state.get("full_state"):  # written under FSDP, resumed without it
-                self._load_full_state(load_file(str(folder / MODEL_NAME)), state["optimizer"])
+            if self.fsdp and not state.get("full_state"):
+                raise CheckpointError(f"checkpoint {str(folder)!r} was written without FSDP; its optimizer state "
+                                      "is per parameter index, not by name - resume it with a DDP config")
+            if state.get("full_state"):  # written under FSDP (resumed with or without it): the weights read above
+                self._load_full_state(weights, state["optimizer"])
             else:
                 self.unwrapped_model.load_state_dict(weights, strict=False)
                 self.optimizer.optimizer.load_state_dict(state["optimizer"])
