@@ -33,7 +33,7 @@ from soundweave.models.codecs import load_codec  # noqa: E402
 from soundweave.models.mulan import MuLaN  # noqa: E402
 from soundweave.training.codec import train_codec  # noqa: E402
 from soundweave.training.mulan import MuLaNEvaluator  # noqa: E402
-from soundweave.training.soundstorm import train_soundstorm  # noqa: E402
+from soundweave.training.soundstorm import build_net, train_soundstorm  # noqa: E402
 
 GOAL = 0.70
 
@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8000, help="the LR schedule spans this many steps")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--dim-head", type=int, default=None, help="attention head width (default: the tiny preset's 16)")
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop-seconds", type=float, default=2.0)
     parser.add_argument("--soundstorm", type=Path, default=None, help="a trained SoundStorm (skips training)")
@@ -92,8 +94,10 @@ def main() -> None:
         start = time.perf_counter()
         trained = train_soundstorm(corpus, codec, args.out / "soundstorm", steps=args.steps,
                                    batch_size=args.batch_size,
-                                   lr=1e-3, seconds=args.crop_seconds, preset="tiny", dim=args.dim,
-                                   depth=args.depth, max_seconds=args.minutes * 60, seed=args.seed, progress=False,
+                                   lr=args.lr, seconds=args.crop_seconds,
+                                   net=build_net(codec, "tiny", dim=args.dim, depth=args.depth,
+                                                 dim_head=args.dim_head),
+                                   max_seconds=args.minutes * 60, seed=args.seed, progress=False,
                                    level_probs=level_probs(args.level0_share, codec.num_quantizers))
         train_s = time.perf_counter() - start
         model = trained.model.eval()
@@ -128,6 +132,7 @@ def main() -> None:
         "benchmark": "soundstorm_quality", "codec": codec.describe(), "prompts": n,
         "prompt_seconds": args.prompt_seconds, "total_seconds": args.total_seconds,
         "soundstorm": {"parameters_M": round(model.net.num_parameters() / 1e6, 3), "train_s": round(train_s, 1),
+                       "conformer": model.net.config.conformer, "lr": args.lr, "batch_size": args.batch_size,
                        **({"train_steps": trained.train.step, "train_clips": trained.num_clips,
                            **{k: round(v, 4) for k, v in trained.metrics.items()}} if trained else
                           {"model": str(args.soundstorm)})},
