@@ -154,6 +154,15 @@ def test_text_to_speech_progress_counts_soundstorm_passes(app):
     assert [d for v, d in seen if isinstance(d, str) and d.startswith("utterance")] == [
         "utterance 1/2: text to units", "utterance 2/2: text to units"]
 
+    def stop_at_first_pass(value, desc=None, unit=None):
+        if isinstance(value, tuple):
+            app.soundweave.jobs.stop(None, "text-to-music")  # the other text tab's Stop leaves this job running
+            app.soundweave.jobs.stop(None, "text-to-speech")
+
+    with pytest.raises(gr.Error) as info:
+        speech(app, f"{TTS_TEXTS[0]}\n{TTS_TEXTS[2]}", steps=3, progress=stop_at_first_pass)
+    assert info.value.title == "Stopped" and "Stop button" in info.value.message
+
 
 # -- bad input -------------------------------------------------------------------------------------------------
 def _folder(app, kind):
@@ -172,6 +181,7 @@ BAD_MUSIC = [
     (dict(model="/no/such/musiclm"), "neither an existing folder nor a hub id"),
     (dict(model="codec"), "is not a MusicLM folder"),
     (dict(model="soundstorm"), "is not a MusicLM folder"),
+    (dict(model="nobody/musiclm"), "loads from a local folder of its parts, not from a hub id"),
     (dict(prime="tone44k", seconds=2.0), "ask for more seconds than that"),
     (dict(prime="silence", seconds=2.0), "silence.wav is silent"),
     (dict(prime="not_audio", seconds=2.0), "notes.wav is not a readable audio file"),
@@ -201,6 +211,7 @@ BAD_SPEECH = [
     (dict(model="codec"), "holds a SoundStream, not a text-to-speech SoundStorm"),
     (dict(model="soundstorm"), "has no TextToSemantic attached"),
     (dict(model="musiclm"), "not a text-to-speech SoundStorm"),
+    (dict(model="nobody/no-such-tts"), "HF_HUB_OFFLINE is set"),
     (dict(voice="short"), "needs at least 1 s of audio"),
     (dict(voice="tone44k", steps=-1), "steps must be a whole number"),
     (dict(voice="silence"), "silence.wav is silent"),
@@ -221,6 +232,20 @@ def test_bad_text_to_speech_input_is_a_one_line_error(app, clips, kwargs, messag
         speech(app, **kwargs)
     text = info.value.message
     assert message in text and "\n" not in text and "Traceback" not in text and "/tmp/gradio" not in text
+
+
+def test_a_musiclm_folder_missing_a_part_says_which(app, models_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "musiclm"
+    shutil.copytree(models_dir / "musiclm" / "model", broken)
+    shutil.rmtree(broken / "soundstorm")
+    with pytest.raises(gr.Error, match="has no soundstorm folder"):
+        music(app, model=str(broken))
+    shutil.rmtree(broken / "mulan_quantizer")
+    (broken / "musiclm.json").unlink()
+    with pytest.raises(gr.Error, match="is not a MusicLM folder"):
+        music(app, model=str(broken))
 
 
 def test_a_line_too_long_for_the_model_is_refused(app, models_dir, tmp_path):

@@ -224,7 +224,10 @@ def load_musiclm(path: str):
     from ..pipelines.musiclm import MusicLM
 
     folder = Path(path)
-    if folder.is_dir() and not is_musiclm_folder(folder):
+    if not folder.is_dir():
+        raise CheckpointError(f"MusicLM folder {path!r} does not exist (MusicLM loads from a local folder of its "
+                              f"parts, not from a hub id); {HOWTO['musiclm']}")
+    if not is_musiclm_folder(folder):
         raise CheckpointError(f"{path!r} is not a MusicLM folder (it has no musiclm.json and no mulan_quantizer/ + "
                               f"soundstorm/ parts); {HOWTO['musiclm']}")
     musiclm = MusicLM.from_pretrained(path, device=_device())
