@@ -84,3 +84,31 @@ def test_a_bad_upload_shows_the_message_and_the_next_run_works(page, clips, tmp_
     page.screenshot(path=str(tmp_path / "mel.png"), full_page=False)
     if DOCS_SCREENSHOT:
         page.screenshot(path=DOCS_SCREENSHOT, full_page=False)
+
+
+def test_text_to_speech_shows_one_player_per_line_in_the_browser(page):
+    page.get_by_role("tab", name="Text to speech").click()
+    second = page.locator("#text-to-speech-player-1")
+    assert second.count() == 0 or not second.is_visible()  # one line of text: one player
+    page.locator("#tab-text-to-speech textarea").first.fill("a cat\nthe old clock is here")
+    second.wait_for(state="visible")
+    page.get_by_role("button", name="Speak").click()
+    for i in (0, 1):
+        page.wait_for_function(
+            f"() => {{ const a = document.querySelector('#text-to-speech-player-{i} audio'); return a && a.src; }}")
+    page.wait_for_function(IDLE)
+    assert page.locator(".toast-body").count() == 0
+    assert page.locator("#text-to-speech-player-2").count() == 0 or not page.locator(
+        "#text-to-speech-player-2").is_visible()
+    assert page.locator("#text-to-speech-gallery img").count() == 2
+
+
+def test_text_to_music_shows_the_best_sample_in_the_browser(page):
+    page.get_by_role("tab", name="Text to music").click()
+    page.get_by_role("button", name="Make music").click()
+    page.wait_for_function(
+        "() => { const a = document.querySelector('#text-to-music-player-0 audio'); return a && a.src; }")
+    page.wait_for_function(IDLE)
+    assert page.locator(".toast-body").count() == 0
+    assert page.locator("#text-to-music-gallery img").count() == 1
+    assert "MuLaN" in page.locator("#text-to-music-gallery").inner_text()

@@ -54,7 +54,8 @@ def test_models_are_found_by_kind_with_readable_labels(models_dir, app):
         "codec": ["demo-output/codec/model"], "soundstorm": ["demo-output/soundstorm/model"],
         "aligner": ["demo-output/audio2img/run/aligner"],
         "stable-diffusion": ["demo-output/audio2img/stable-diffusion"],
-        "corpus": ["demo-output/corpus/synthetic-corpus"]}
+        "corpus": ["demo-output/corpus/synthetic-corpus"], "musiclm": ["demo-output/musiclm/model"],
+        "tts": ["demo-output/speech/tts"]}  # a MusicLM folder's parts and a TTS SoundStorm are not listed as others
     assert find_models([models_dir / "nothing-here"]) == {k: [] for k in found}
     assert [p.parent.parent.name for p in app.soundweave.examples] == ["synthetic-corpus"] * 3  # corpus clips
 
@@ -64,17 +65,40 @@ def test_every_event_has_its_documented_api_name(app):
     assert sorted(named) == sorted(n for names in API_NAMES.values() for n in names)  # gr.Examples adds load_example
     ui_only = {fn.api_name for fn in app.fns.values() if fn.api_visibility == "undocumented"
                and not fn.api_name.startswith("load_example")}
-    assert ui_only == {"mel_model_info", "mel_variants", "soundstorm_variants", "refresh_models"}
+    assert ui_only == {"mel_model_info", "mel_variants", "soundstorm_variants", "refresh_models",
+                       "text_to_music_players", "text_to_speech_players"}
     # heavy events share one concurrency group; the queue is configured
-    heavy = {fn.api_name: fn for fn in app.fns.values() if fn.api_name in ("mel_sample", "codec", "soundstorm")}
+    heavy = {fn.api_name: fn for fn in app.fns.values() if fn.api_name in ("mel_sample", "codec", "soundstorm",
+                                                                           "text_to_music", "text_to_speech")}
+    assert len(heavy) == 5
     assert {fn.concurrency_id for fn in heavy.values()} == {"soundweave-models"}
     assert app._queue.default_concurrency_limit == 1 and app._queue.max_size == 16
 
 
-def test_planned_tabs_say_they_are_not_available_and_how_to_get_them(app):
+def test_every_tab_is_a_working_tab_in_the_page(app):
+    from soundweave.app.tabs import TABS, PlannedTab
+
+    tabs = app.soundweave_tabs
+    assert list(tabs) == [spec.key for spec in TABS]
+    assert [t.title for t in tabs.values()][-2:] == ["Text to music", "Text to speech"]
+    assert not any(isinstance(t, PlannedTab) for t in tabs.values())
+    assert tabs["text-to-music"].api_names == ["text_to_music", "text_to_music_players", "text_to_music_stop"]
+    assert tabs["text-to-speech"].api_names == ["text_to_speech", "text_to_speech_players", "text_to_speech_stop"]
+    page = {b.elem_id for b in app.blocks.values() if isinstance(b, gr.Tab)}
+    assert {"tab-text-to-music", "tab-text-to-speech"} <= page
     texts = [b.value for b in app.blocks.values() if isinstance(b, gr.Markdown)]
-    for issue in ("12", "13"):
-        assert any("not available yet" in t and f"issue {issue}" in t and "How to get it" in t for t in texts)
+    assert not any("not available yet" in t for t in texts)
+
+
+def test_a_planned_tab_says_it_is_not_available_and_how_to_get_it():
+    from soundweave.app import AppConfig, AppContext
+    from soundweave.app.tabs import PlannedTab
+
+    with gr.Blocks() as blocks:
+        PlannedTab(AppContext(AppConfig(model_dirs=[], examples=False)), key="later", title="Later", what="X to Y",
+                   issue="99").build()
+    texts = [b.value for b in blocks.blocks.values() if isinstance(b, gr.Markdown)]
+    assert any("Later: not available yet" in t and "issue 99" in t and "How to get it" in t for t in texts)
 
 
 def test_mel_diffusion_sample_variation_inpaint_continue(app, clips):

@@ -69,9 +69,80 @@ def tiny_aligner(dim: int = 16, length: int = 9):
     return AudioCLIPAligner(config, target_dim=dim, target_len=length).eval()
 
 
+def tiny_musiclm():
+    """MusicLM with real, untrained-but-fitted parts: a tiny MuLaN, its quantizer (codebooks fitted to random
+    latents), a SemanticTokenizer and a SpectralCodec fitted (k-means) on tones, and untrained transformers."""
+    from soundweave import (
+        AudioLM,
+        ConformerWrapper,
+        MuLaNEmbedQuantizer,
+        MusicLM,
+        SemanticTokenizer,
+        SemanticTransformer,
+        SoundStorm,
+        SpectralCodec,
+    )
+
+    clips = [torch.from_numpy(tone_array(1.0, freq=f)) for f in (220, 330, 440, 550, 660, 880)]
+    quantizer = MuLaNEmbedQuantizer(tiny_mulan(), conditioning_dims=(24, 24), namespaces=("semantic", "coarse"),
+                                    rq_num_quantizers=2, codebook_size=4)
+    quantizer.fit_codebooks(torch.randn(64, 16, generator=torch.Generator().manual_seed(0)))
+    codec = SpectralCodec(num_quantizers=2, codebook_size=16, n_mels=32, griffin_lim_iters=4)
+    codec.fit(clips, generator=torch.Generator().manual_seed(0))
+    wav2vec = SemanticTokenizer(codebook_size=8).fit(clips)
+    torch.manual_seed(0)
+    semantic = SemanticTransformer(num_semantic_tokens=8, dim=32, depth=1, heads=2, dim_head=16,
+                                   audio_text_condition=True, cond_dim=24)
+    net = ConformerWrapper(codebook_size=16, num_quantizers=2, conformer=dict(dim=32, depth=1, heads=2, dim_head=16),
+                           num_semantic_token_ids=8, semantic_ratio=2.0, cond_dim=24)
+    storm = SoundStorm(net, soundstream=codec, steps=2, cond_drop_prob=0.1).eval()
+    audio_lm = AudioLM(wav2vec=wav2vec, codec=codec, semantic_transformer=semantic.eval(), soundstorm=storm)
+    return MusicLM(audio_lm, quantizer.eval())
+
+
+# the texts the tiny TextToSemantic learned: a longer text gives more units, so longer speech
+TTS_TEXTS = ("a cat", "the old clock is here", "where is the quick brown fox and the lazy dog now")
+
+
+def tiny_tts(steps: int = 150):
+    """A SoundStorm carrying a TextToSemantic, both trained briefly: the TextToSemantic overfits TTS_TEXTS to one
+    unit per two characters (then EOS), the SoundStorm takes a few steps on unit-conditioned codes of tones."""
+    from soundweave import ConformerWrapper, SoundStorm, SpectralCodec, TextToSemantic
+    from soundweave.models.text_to_semantic import PAD
+
+    torch.manual_seed(0)
+    t2s = TextToSemantic(dim=32, source_depth=1, target_depth=1, heads=2, dim_head=16, num_semantic_token_ids=6)
+    lengths = [len(t) // 2 for t in TTS_TEXTS]
+    target = torch.full((len(TTS_TEXTS), max(lengths)), PAD)
+    for row, n in enumerate(lengths):
+        target[row, :n] = torch.arange(n) % 6
+    opt = torch.optim.AdamW(t2s.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss, _ = t2s(list(TTS_TEXTS), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    codec = SpectralCodec(num_quantizers=2, codebook_size=16, n_mels=32, griffin_lim_iters=2)
+    codec.fit([torch.from_numpy(tone_array(1.0, freq=f)) for f in (180, 240, 300, 420)],
+              generator=torch.Generator().manual_seed(0))
+    net = ConformerWrapper(codebook_size=16, num_quantizers=2, conformer=dict(dim=32, depth=1, heads=2, dim_head=16),
+                           num_semantic_token_ids=6, semantic_ratio=2.0)
+    model = SoundStorm(net, soundstream=codec, spear_tts_text_to_semantic=t2s.eval(), steps=2)
+    codes = codec.encode(torch.from_numpy(np.stack([tone_array(0.32, freq=f) for f in (200, 400)]))).long()[:, :8]
+    units = torch.randint(0, 6, (2, 4), generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.AdamW(model.net.parameters(), lr=1e-3)
+    for _ in range(3):
+        loss, _ = model(codes, cond_semantic_token_ids=units)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
 def make_model_folder(root: Path) -> Path:
     """root/{mel-diffusion/model, mulan/run/model, codec/model, soundstorm/model, audio2img/run/aligner,
-    audio2img/stable-diffusion, corpus/synthetic-corpus}: the demo's layout with tiny models."""
+    audio2img/stable-diffusion, corpus/synthetic-corpus, musiclm/model, speech/tts}: the demo's layout with tiny
+    models."""
     from soundweave.data.synth import make_corpus
 
     root = Path(root)
@@ -82,10 +153,16 @@ def make_model_folder(root: Path) -> Path:
     tiny_aligner().save_pretrained(root / "audio2img" / "run" / "aligner")
     tiny_stable_diffusion().save_pretrained(root / "audio2img" / "stable-diffusion")
     make_corpus(root / "corpus" / "synthetic-corpus", n=6, seconds=1.5, sr=SR, seed=0, workers=1)
+    tiny_musiclm().save_pretrained(root / "musiclm" / "model")
+    tiny_tts().save_pretrained(root / "speech" / "tts")
     return root
 
 
-def write_tone(path: Path, seconds: float = 1.5, sr: int = SR, amp: float = 0.4, freq: float = 330.0) -> Path:
+def tone_array(seconds: float = 1.5, sr: int = SR, amp: float = 0.4, freq: float = 330.0) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
-    sf.write(str(path), (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr)
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def write_tone(path: Path, seconds: float = 1.5, sr: int = SR, amp: float = 0.4, freq: float = 330.0) -> Path:
+    sf.write(str(path), tone_array(seconds, sr, amp, freq), sr)
     return path

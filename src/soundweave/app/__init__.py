@@ -29,6 +29,8 @@ API_NAMES: dict[str, list[str]] = {
     "audio2img": ["audio2img", "audio2img_stop"],
     "mulan": ["mulan_search", "mulan_tags", "mulan_stop"],
     "codec": ["codec", "codec_stop"],
+    "text-to-music": ["text_to_music", "text_to_music_players", "text_to_music_stop"],
+    "text-to-speech": ["text_to_speech", "text_to_speech_players", "text_to_speech_stop"],
 }
 
 # system fonts only: the page loads nothing from the internet (Gradio's default theme fetches web fonts)

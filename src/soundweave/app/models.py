@@ -29,7 +29,7 @@ SOUNDWEAVE_CLASSES = {
     "SoundStream": "codec",
     "AudioCLIPAligner": "aligner",
 }
-KINDS = ("mel-diffusion", "mulan", "codec", "soundstorm", "aligner", "stable-diffusion", "corpus")
+KINDS = ("mel-diffusion", "mulan", "codec", "soundstorm", "aligner", "stable-diffusion", "corpus", "musiclm", "tts")
 # folders that never hold a model of their own (training runs keep checkpoints and caches in them)
 SKIP = {"checkpoints", "codes", "samples", "targets", "audio", "midi", "spectrograms", "__pycache__", ".git",
         "node_modules", ".venv"}
@@ -50,6 +50,12 @@ HOWTO: dict[str, str] = {
                "--out runs/a2i --text-encoder stabilityai/stable-diffusion-2-1-base --aligner facebook/w2v-bert-2.0`",
     "stable-diffusion": "type a Stable Diffusion hub id (e.g. `stabilityai/stable-diffusion-2-1-base`, needs the "
                         "hub) or folder; `python3 tasks.py demo --only audio2img` saves a small random one",
+    "musiclm": "run `python3 tasks.py demo --only mulan,musiclm` (writes `demo-output/musiclm/model`), or train "
+               "the parts into one folder: `soundweave train semantic-tokenizer`, `soundweave train semantic` and "
+               "`soundweave train soundstorm --semantic ... --mulan ...` (see `soundweave generate music --help`)",
+    "tts": "run `python3 tasks.py demo --only speech` (writes `demo-output/speech/tts`; needs espeak-ng), or train "
+           "one: `soundweave train text-to-semantic --data SPEECH --out runs/t2s`, then `soundweave train soundstorm "
+           "--data SPEECH --codec runs/codec --out runs/tts --semantic phonemes --text-to-semantic runs/t2s`",
     "corpus": "make one with `soundweave data synth --out corpus --n 200` (the demo's is "
               "`demo-output/corpus/synthetic-corpus`), or type the path of any folder with a `captions.jsonl`",
 }
@@ -76,8 +82,19 @@ def _read_json(file: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def is_musiclm_folder(folder: Path) -> bool:
+    """A MusicLM folder (`MusicLM.save_pretrained`): musiclm.json, or its quantizer and SoundStorm parts."""
+    from ..pipelines.musiclm import PARTS, PIPELINE_FILE
+
+    return (folder / PIPELINE_FILE).is_file() or all(
+        (folder / PARTS[part] / "config.json").is_file() for part in ("quantizer", "soundstorm"))
+
+
 def classify(folder: Path) -> str | None:
-    """The kind of model (or 'corpus') `folder` holds, or None."""
+    """The kind of model (or 'corpus') `folder` holds, or None. A SoundStorm carrying a TextToSemantic is a
+    text-to-speech model ('tts'); a MusicLM folder's parts are one 'musiclm' model, not models of their own."""
+    if is_musiclm_folder(folder):
+        return "musiclm"
     index = folder / "model_index.json"
     if index.is_file():
         name = str(_read_json(index).get("_class_name", ""))
@@ -88,7 +105,10 @@ def classify(folder: Path) -> str | None:
         return None
     config = folder / "config.json"
     if config.is_file() and (folder / "model.safetensors").is_file():
-        name = str(_read_json(config).get("_class", ""))
+        data = _read_json(config)
+        name = str(data.get("_class", ""))
+        if name == "SoundStorm" and data.get("text_to_semantic"):
+            return "tts"
         if name in SOUNDWEAVE_CLASSES:
             return SOUNDWEAVE_CLASSES[name]
         if name.endswith("Codec"):  # codecs added later (load_codec) name themselves ...Codec
@@ -199,6 +219,44 @@ def load_soundstorm(path: str):
     return model
 
 
+def load_musiclm(path: str):
+    """THE one place the app loads MusicLM: `MusicLM.from_pretrained`, as `soundweave generate music` does."""
+    from ..pipelines.musiclm import MusicLM
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CheckpointError(f"MusicLM folder {path!r} does not exist (MusicLM loads from a local folder of its "
+                              f"parts, not from a hub id); {HOWTO['musiclm']}")
+    if not is_musiclm_folder(folder):
+        raise CheckpointError(f"{path!r} is not a MusicLM folder (it has no musiclm.json and no mulan_quantizer/ + "
+                              f"soundstorm/ parts); {HOWTO['musiclm']}")
+    musiclm = MusicLM.from_pretrained(path, device=_device())
+    for part in (musiclm.quantizer, musiclm.audio_lm.soundstorm, musiclm.audio_lm.semantic_transformer,
+                 musiclm.audio_lm.wav2vec, musiclm.scorer):
+        if hasattr(part, "eval"):
+            part.eval()
+    return musiclm
+
+
+def load_tts(path: str):
+    """A SoundStorm that carries its TextToSemantic and its codec (what `soundweave generate speech` loads)."""
+    from soundweave import SoundStorm
+
+    kind = str(_read_json(Path(path) / "config.json").get("_class", "")) if Path(path).is_dir() else "SoundStorm"
+    if kind != "SoundStorm":
+        raise CheckpointError(f"{path!r} holds a {kind or 'folder without a soundweave config.json'}, not a "
+                              f"text-to-speech SoundStorm; {HOWTO['tts']}")
+    model = SoundStorm.from_pretrained(path, device=_device()).eval()
+    if model.text_to_semantic is None:
+        raise CheckpointError(f"the SoundStorm model {path!r} has no TextToSemantic attached, so it cannot read "
+                              "text; train it with `soundweave train soundstorm --semantic phonemes "
+                              "--text-to-semantic DIR` (which attaches one)")
+    if model.soundstream is None:
+        raise CheckpointError(f"the SoundStorm model {path!r} has no codec attached, so it cannot make audio; "
+                              "train it with `soundweave train soundstorm --codec DIR` (which attaches the codec)")
+    return model
+
+
 def load_audio2img(sd: str, aligner: str):
     from soundweave import Audio2ImagePipeline
 
@@ -259,5 +317,5 @@ class ModelCache:
             return model
 
 
-__all__ = ["HOWTO", "KINDS", "ModelCache", "ModelEntry", "classify", "find_models", "free_memory", "mel_classes",
-           "model_spec"]
+__all__ = ["HOWTO", "KINDS", "ModelCache", "ModelEntry", "classify", "find_models", "free_memory",
+           "is_musiclm_folder", "load_musiclm", "load_tts", "mel_classes", "model_spec"]

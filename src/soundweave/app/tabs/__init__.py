@@ -34,11 +34,8 @@ TABS: list[TabSpec] = [
     TabSpec("audio2img", "Audio to image", "soundweave.app.tabs.audio2img:Audio2ImageTab"),
     TabSpec("mulan", "MuLaN search and tags", "soundweave.app.tabs.mulan:MuLaNTab"),
     TabSpec("codec", "Codec round trip", "soundweave.app.tabs.codec:CodecTab"),
-    TabSpec("text-to-music", "Text to music", "soundweave.app.tabs.base:PlannedTab", (
-        ("what", "MusicLM: text -> MuLaN tokens -> semantic tokens -> SoundStorm -> codec -> audio, best of N by "
-                 "MuLaN score"), ("issue", "12"))),
-    TabSpec("text-to-speech", "Text to speech", "soundweave.app.tabs.base:PlannedTab", (
-        ("what", "TextToSemantic in front of SoundStorm, speaking in the voice of a 3 s prompt"), ("issue", "13"))),
+    TabSpec("text-to-music", "Text to music", "soundweave.app.tabs.text_to_music:TextToMusicTab"),
+    TabSpec("text-to-speech", "Text to speech", "soundweave.app.tabs.text_to_speech:TextToSpeechTab"),
 ]
 
 __all__ = ["TABS", "PlannedTab", "Tab", "TabSpec"]
