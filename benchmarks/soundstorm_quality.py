@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8000, help="the LR schedule spans this many steps")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--depth", type=int, default=2)
-    parser.add_argument("--dim-head", type=int, default=None, help="attention head width (default: the tiny preset's 16)")
+    parser.add_argument("--dim-head", type=int, default=None, help="attention head width (default 16)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop-seconds", type=float, default=2.0)
