@@ -13,8 +13,10 @@ Goals (issue 11), all measured on the same held-out test clips in one run:
 - bitrate stated; encode + decode >= 50x faster than real time on 2 cores, beside a real-size EnCodec 24 kHz
   (transformers, random weights) timed on the same clips in the same run.
 
-The codec is fitted here on the corpus's train split (SpectralCodec "demo" preset, the demo's codec) unless
-`--codec` names a trained one. The corpus is made (400 clips of 4 s, seed 0) if the folder has none.
+The codec is fitted here on the corpus's train split (SpectralCodec "hifi" preset, the demo's codec step: 256 mels,
+32 x 1024 codes = 16 kbps) unless `--codec` names a trained one; the same figures are given for its first 8 levels
+(4 kbps, what the demo's SoundStorm models). The corpus is made (`--clips` clips of 4 s, seed 0) if the folder has
+none.
 """
 
 from __future__ import annotations
@@ -84,7 +86,10 @@ def codec_figures(codec, clips: list[torch.Tensor], repeats: int) -> dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("benchmarks/results/codec-corpus"))
-    parser.add_argument("--clips", type=int, default=400, help="corpus size if it has to be made")
+    parser.add_argument("--clips", type=int, default=1000, help="corpus size if it has to be made (1000: 800 train "
+                        "clips, 160k frames, as the demo's codec step fits on)")
+    parser.add_argument("--preset", default="hifi", help="SpectralCodec preset fitted here (hifi | demo | base)")
+    parser.add_argument("--kmeans-iters", type=int, default=4, help="Lloyd steps per level (4, as the demo)")
     parser.add_argument("--test-clips", type=int, default=16)
     parser.add_argument("--codec", type=Path, default=None, help="a trained codec folder (default: fit one here)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/codec-quality"))
@@ -101,13 +106,18 @@ def main() -> None:
     corpus = ensure_corpus(args.corpus, args.clips, args.seed)
     fit = {}
     if args.codec is None:
-        result = train_codec(corpus, args.out / "codec", kind="spectral", preset="demo", seed=args.seed,
-                             progress=False, eval_clips=0)
-        codec, fit = result.model, {"fit_seconds": round(result.train.elapsed, 1)}
+        result = train_codec(corpus, args.out / "codec", kind="spectral", preset=args.preset, seed=args.seed,
+                             progress=False, eval_clips=0, kmeans_iters=args.kmeans_iters)
+        codec, fit = result.model, {"fit_seconds": round(result.train.elapsed, 1), "kmeans_iters": args.kmeans_iters,
+                                    "fit_clips": json.loads((result.out_dir / "codec_train.json").read_text())["clips"]}
     else:
         codec = load_codec(args.codec)
     clips = load_clips(corpus, "test", codec.sample_rate, args.test_clips)
     ours = codec_figures(codec, clips, args.repeats)
+    fewer = None
+    if codec.num_quantizers > 8 and hasattr(codec, "first_levels"):
+        fewer = codec.first_levels(8)
+        fewer_figures = codec_figures(fewer, clips, args.repeats)
     reference = griffin_lim_reference(load_clips(corpus, "test", 22050, args.test_clips), codec.sample_rate)
     peer_clip = resample(torch.cat(clips), codec.sample_rate, 24000)
     peer = encodec_peer_rtf(repeats=args.repeats, threads=args.threads, audio=peer_clip, print_json=False)
@@ -119,6 +129,11 @@ def main() -> None:
         "ours": {k: round(v, 4) for k, v in ours.items()},
         "griffin_lim_reference": {k: round(v, 4) for k, v in reference.items()},
         "mel_distance_ratio_vs_griffin_lim": round(ratio, 3),
+        **({"first_8_levels": {"bitrate_kbps": round(fewer.bitrate() / 1000, 3),
+                                **{k: round(v, 4) for k, v in fewer_figures.items()},
+                                "mel_distance_ratio_vs_griffin_lim": round(
+                                    fewer_figures["mel_distance"] / reference["mel_distance_gain_matched"], 3)}}
+           if fewer is not None else {}),
         "encodec_peer": {k: peer[k] for k in ("model", "bandwidth_kbps", "encode_decode_rtf", "x_realtime")},
         "speedup_vs_encodec": round(peer["encode_decode_rtf"] / ours["encode_decode_rtf"], 2),
         "threads": torch.get_num_threads(), "machine": platform.machine(), "torch": torch.__version__,

@@ -1,6 +1,7 @@
 """SoundStorm commands: train soundstorm -> generate soundstorm (with a prompt); errors; the demo step."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +102,29 @@ def test_demo_step_reuses_the_codec_steps_codec(tiny_corpus, codec_dir, tmp_path
     report = json.loads((tmp_path / "soundstorm" / "metrics.json").read_text())
     assert report["codec"] == str(codec_dir) and report["prompt_unchanged"]
     assert not (tmp_path / "soundstorm" / "codec").exists()
+
+
+def test_codec_step_fits_on_fresh_clips_and_soundstorm_models_its_first_8_levels(tiny_corpus, tmp_path):
+    """The demo's chain: the codec step fits a codec with more than 8 levels on freshly rendered clips (the demo
+    corpus stays as it is); the SoundStorm step models that codec's first 8 levels."""
+    from soundweave import SoundStorm
+    from soundweave.cli.codec import codec_demo
+    from soundweave.cli.soundstorm import demo
+    from soundweave.models.codecs import load_codec
+
+    ctx = DemoContext(out=tmp_path, corpus=tiny_corpus)
+    result = codec_demo(ctx, preset="tiny", model_config=dict(hop_length=160, num_quantizers=10, codebook_size=16),
+                        fit_clips=12, kmeans_iters=2)
+    state = json.loads((result.out_dir / "codec_train.json").read_text())
+    assert Path(state["data"]) != Path(tiny_corpus) and state["clips"] > 0
+    assert not Path(state["data"]).exists()  # fitted on the freshly rendered clips, removed afterwards
+    out = tmp_path / "codec"
+    assert (out / "reconstruction-8q.wav").is_file() and (out / "reconstruction-2q.wav").is_file()
+    codec = load_codec(result.out_dir)
+    assert codec.num_quantizers == 10
+    demo(ctx, steps=3, max_seconds=None, dim=32, depth=1, crop_seconds=1.0, batch_size=4, prompt_seconds=0.5,
+         total_seconds=1.0, n=1)
+    report = json.loads((tmp_path / "soundstorm" / "metrics.json").read_text())
+    assert report["codec_levels"] == 8 and report["prompt_unchanged"]
+    storm = SoundStorm.from_pretrained(tmp_path / "soundstorm" / "model")
+    assert storm.num_quantizers == 8 and torch.equal(storm.soundstream.codebooks, codec.codebooks[:8])

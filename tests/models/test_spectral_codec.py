@@ -74,6 +74,39 @@ def test_save_load_and_soundstorm(tmp_path):
                                                                                        dim_head=16)), soundstream=again)
 
 
+def test_first_levels_is_the_lower_bitrate_codec_and_fits_a_smaller_soundstorm(tmp_path):
+    codec = fitted()
+    two = codec.first_levels(2)
+    assert isinstance(two, SpectralCodec) and two.num_quantizers == 2 and codec.num_quantizers == 3
+    assert two.bitrate() == pytest.approx(codec.bitrate(2))
+    audio = torch.randn(2, 1000) * 0.1
+    codes = two.encode(audio)
+    assert torch.equal(codes, codec.encode(audio, num_quantizers=2))
+    assert torch.equal(two.decode(codes), codec.decode(codes))
+    two.save_pretrained(tmp_path / "two")
+    assert torch.equal(load_codec(tmp_path / "two").codebooks, codec.codebooks[:2])
+    from soundweave import ConformerWrapper
+
+    net = ConformerWrapper(codebook_size=16, num_quantizers=2, conformer=dict(dim=32, depth=1, heads=2, dim_head=16))
+    with pytest.raises(ConfigError, match="3 quantizers"):
+        SoundStorm(net, soundstream=codec)  # the 3-level codec does not fit a 2-level network ...
+    storm = SoundStorm(net, soundstream=two, steps=2)  # ... its first two levels do
+    assert storm.generate(seconds=0.2, batch_size=1, generator=torch.Generator().manual_seed(0)).shape == (1, 20 * 80)
+    for bad in (0, 4, 1.5):
+        with pytest.raises(ConfigError):
+            codec.first_levels(bad)
+
+
+def test_hifi_preset_is_the_32_level_256_mel_codec():
+    from soundweave.training.codec import build_codec
+
+    hifi = build_codec("spectral", "hifi")
+    assert (hifi.sample_rate, hifi.hop_length, hifi.config.n_mels, hifi.num_quantizers) == (16000, 320, 256, 32)
+    assert hifi.bitrate() == pytest.approx(16000) and hifi.first_levels(8).bitrate() == pytest.approx(4000)
+    with pytest.raises(ConfigError, match="hifi"):
+        build_codec("soundstream", "hifi")  # a SpectralCodec preset only
+
+
 def test_bad_input():
     with pytest.raises(ConfigError):
         SpectralCodec(hop_length=0)

@@ -5,6 +5,7 @@ Codes files are `.npy` int64 arrays `(B, N, Q)` (B = 1 for one input file).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -35,8 +36,11 @@ def train_codec_command(
         kind: str = typer.Option("spectral", "--kind", help="spectral (SpectralCodec: the fast offline codec, "
                                                              "trains in minutes on a CPU) | soundstream (SoundStream: "
                                                              "the waveform codec of the paper, for GPUs)."),
-        preset: str = typer.Option("demo", "--preset", help="Model size: tiny | demo (16 kHz, 50 frames/s) | base "
-                                                            "(24 kHz, 12 x 1024 codes)."),
+        preset: str = typer.Option("demo", "--preset", help="Model size: tiny | demo (16 kHz, 50 frames/s; "
+                                                            "spectral: 8 x 1024 codes = 4 kbps) | hifi (spectral "
+                                                            "only: 256 mels, 32 x 1024 codes = 16 kbps, the quality "
+                                                            "the benchmarks measure) | base (24 kHz, 12 x 1024 "
+                                                            "codes)."),
         batch_size: int = typer.Option(0, "--batch-size", help="Clips per step (0 = the preset's default)."),
         seconds: float = typer.Option(0.0, "--seconds", help="Training crop length in seconds (0 = preset default)."),
         lr: float = typer.Option(0.0, "--lr", help="Peak learning rate (0 = the preset's default)."),
@@ -172,17 +176,27 @@ def eval_codec_command(
     print_json(report)
 
 
+SOUNDSTORM_LEVELS = 8  # the demo's SoundStorm models the first 8 levels of the codec step's codec
+# the codec step fits the "hifi" SpectralCodec as benchmarks/codec_quality.py does: 1000 clips (800 train = 160k
+# frames), 4 Lloyd steps per level
+DEMO_FIT_CLIPS, DEMO_KMEANS_ITERS = 1000, 4
+
+
 def codec_demo(ctx, steps: int = 400, max_seconds: float | None = 60.0, preset: str = "demo",
                step_name: str = "codec", model_config: dict | None = None, seconds: float | None = None,
-               batch_size: int | None = None, kind: str = "spectral"):
+               batch_size: int | None = None, kind: str = "spectral", fit_clips: int | None = None,
+               kmeans_iters: int = 10):
     """Fit the demo codec (the offline SpectralCodec: seconds) on the demo corpus, then reconstruct a held-out clip.
 
     Writes OUT/<step_name>/{model/, original.wav, reconstruction.wav, reconstruction-2q.wav, spectrograms.png,
     metrics.json} and returns the `CodecTrainResult` (its `.model` is the trained codec, saved in `.out_dir`).
     Other demo steps (SoundStorm) call this to get their codec. `kind="soundstream"` trains SoundStream instead
-    (`steps` optimizer steps within `max_seconds`).
+    (`steps` optimizer steps within `max_seconds`). `fit_clips`: fit on that many freshly rendered synthetic clips
+    (another seed, in a temporary folder removed afterwards) instead of the demo corpus's few train clips - a
+    32-level codec needs more frames than the demo corpus has; the figures are still the demo corpus's test clips.
     """
     import json
+    import tempfile
 
     from ..audio import save
     from ..audio.spectrogram_png import save_spectrograms
@@ -190,9 +204,20 @@ def codec_demo(ctx, steps: int = 400, max_seconds: float | None = 60.0, preset: 
 
     corpus = ctx.need_corpus()
     out = ctx.step_dir(step_name)
-    result = train_codec(corpus, out / "model", steps, kind=kind, preset=preset, model_config=model_config,
-                         seconds=seconds, batch_size=batch_size, max_seconds=max_seconds, seed=ctx.seed, progress=True,
-                         eval_clips=4, eval_seconds=None, eval_split="test", warmup_steps=min(10, steps // 10))
+    with tempfile.TemporaryDirectory(prefix="soundweave-codec-fit-") as scratch:
+        data = corpus
+        if fit_clips:
+            from ..data.synth import make_corpus
+
+            data = Path(scratch) / "corpus"
+            started = time.perf_counter()
+            make_corpus(data, n=fit_clips, seconds=4.0, sr=16000, seed=ctx.seed + 1, progress=False)
+            console.print(f"  rendered {fit_clips} more synthetic clips (seed {ctx.seed + 1}) to fit the codec on, in "
+                          f"{time.perf_counter() - started:.1f} s")
+        result = train_codec(data, out / "model", steps, kind=kind, preset=preset, model_config=model_config,
+                             seconds=seconds, batch_size=batch_size, max_seconds=max_seconds, seed=ctx.seed,
+                             progress=True, eval_clips=4, eval_seconds=None, eval_split="test",
+                             warmup_steps=min(10, steps // 10), kmeans_iters=kmeans_iters)
     codec = result.model
     metrics = evaluate_codec(codec, corpus, split="test", max_clips=8)
     clip = load_clips(corpus, "test", codec.sample_rate, max_clips=1)[0]
@@ -203,9 +228,13 @@ def codec_demo(ctx, steps: int = 400, max_seconds: float | None = 60.0, preset: 
     save(out / "reconstruction.wav", recon, codec.sample_rate)
     save(out / f"reconstruction-{low}q.wav", coarse, codec.sample_rate)
     rate = codec.sample_rate
-    picture = save_spectrograms(out / "spectrograms.png", [
-        ("original", clip, rate), (f"reconstruction, {codec.bitrate() / 1000:.1f} kbps", recon, rate),
-        (f"{low} levels, {codec.bitrate(low) / 1000:.1f} kbps", coarse, rate)], sample_rate=rate)
+    rows = [("original", clip, rate), (f"reconstruction, {codec.bitrate() / 1000:.1f} kbps", recon, rate)]
+    if codec.num_quantizers > SOUNDSTORM_LEVELS:  # what an 8-level SoundStorm on this codec hears
+        mid = codec.reconstruct(clip, num_quantizers=SOUNDSTORM_LEVELS)[0].cpu()
+        save(out / f"reconstruction-{SOUNDSTORM_LEVELS}q.wav", mid, rate)
+        rows.append((f"{SOUNDSTORM_LEVELS} levels, {codec.bitrate(SOUNDSTORM_LEVELS) / 1000:.1f} kbps", mid, rate))
+    rows.append((f"{low} levels, {codec.bitrate(low) / 1000:.1f} kbps", coarse, rate))
+    picture = save_spectrograms(out / "spectrograms.png", rows, sample_rate=rate)
     report = {"kind": kind, "steps": result.train.step, "before_training": result.initial_metrics, "test": metrics}
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     before = {"si_sdr": float("nan"), "mel_distance": float("nan"), **result.initial_metrics}
@@ -215,6 +244,9 @@ def codec_demo(ctx, steps: int = 400, max_seconds: float | None = 60.0, preset: 
     ctx.add_output(step_name, f"trained codec ({codec.bitrate() / 1000:.1f} kbps)", result.out_dir)
     ctx.add_output(step_name, "clip -> codes -> audio (all levels)", out / "reconstruction.wav")
     ctx.add_output(step_name, f"the same with only {low} levels (lower bitrate)", out / f"reconstruction-{low}q.wav")
+    if codec.num_quantizers > SOUNDSTORM_LEVELS:
+        ctx.add_output(step_name, f"the same with the first {SOUNDSTORM_LEVELS} levels (SoundStorm models these)",
+                       out / f"reconstruction-{SOUNDSTORM_LEVELS}q.wav")
     ctx.add_output(step_name, "spectrograms: original vs reconstructions", picture)
     return result
 
@@ -224,4 +256,5 @@ def demo(ctx, steps: int = 400, max_seconds: float | None = 60.0) -> None:
 
     Later steps (SoundStorm) find the trained codec among this step's outputs and reuse it.
     """
-    codec_demo(ctx, steps=steps, max_seconds=max_seconds)
+    codec_demo(ctx, steps=steps, max_seconds=max_seconds, preset="hifi", fit_clips=DEMO_FIT_CLIPS,
+               kmeans_iters=DEMO_KMEANS_ITERS)

@@ -171,9 +171,11 @@ def generate_soundstorm_cmd(
 def demo(ctx, codec_steps: int = 400, codec_max_seconds: float | None = 60.0, codec_preset: str = "demo",
          codec_config: dict | None = None, steps: int = 1500, max_seconds: float | None = 100.0, dim: int = 128,
          depth: int = 2, crop_seconds: float = 2.0, batch_size: int = 8, lr: float = 1e-3,
-         prompt_seconds: float = 1.5, total_seconds: float = 4.0, n: int = 2) -> None:
+         prompt_seconds: float = 1.5, total_seconds: float = 4.0, n: int = 2, levels: int = 8) -> None:
     """Train a tiny SoundStorm on the codes of a tiny codec (the codec step's, or one trained here), then
     reconstruct a clip through the codec and continue a prompt with SoundStorm (about 3 minutes on 2 cores).
+    A codec with more than `levels` levels (the codec step's 32-level "hifi" SpectralCodec) is cut to its first
+    `levels` (`SpectralCodec.first_levels`): the lower-bitrate codec SoundStorm models.
 
     Writes OUT/soundstorm/{model/, original.wav, reconstruction.wav, prompt.wav, continuation-*.wav,
     metrics.json}.
@@ -200,6 +202,10 @@ def demo(ctx, codec_steps: int = 400, codec_max_seconds: float | None = 60.0, co
                             step_name="soundstorm/codec", model_config=codec_config)
         codec_dir = result.out_dir
     codec = load_codec(codec_dir)
+    if codec.num_quantizers > levels and hasattr(codec, "first_levels"):
+        full = codec.describe()
+        codec = codec.first_levels(levels)
+        console.print(f"  SoundStorm models its first {levels} levels: {codec.describe()} (of {full})")
 
     result = train_soundstorm(corpus, codec, out / "model", steps=steps, batch_size=batch_size, lr=lr,
                               seconds=crop_seconds, preset="tiny", dim=dim, depth=depth, max_seconds=max_seconds,

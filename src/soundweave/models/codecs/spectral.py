@@ -174,6 +174,16 @@ class SpectralCodec(Codec, PretrainedModel):
         return {"frames": int(points.shape[0]), "error_1_level": float((one[0] - points).abs().mean()),
                 "error_all_levels": float((full[0] - points).abs().mean())}
 
+    def first_levels(self, num_quantizers: int) -> SpectralCodec:
+        """A new codec made of this one's first `num_quantizers` levels: the same analysis and decoder, the first
+        codebooks. Its codes are this codec's `encode(audio, num_quantizers=...)`, and it decodes them to the same
+        audio - a lower-bitrate codec to hand to a model that wants fewer levels (e.g. an 8-level SoundStorm on
+        the 32-level "hifi" codec), since a SoundStorm network must match its codec's levels exactly."""
+        q = self._check_num_quantizers(num_quantizers)
+        smaller = type(self)(**{**self.get_config(), "num_quantizers": q})
+        smaller.codebooks.copy_(self.codebooks[:q])
+        return smaller.to(self.device)
+
     # -- synthesis ------------------------------------------------------------------------------------------
     def frames_to_audio(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Log-mel frames (B, N, M) -> audio (B, N * hop): NNLS mel -> linear magnitude, then fast Griffin-Lim
