@@ -97,12 +97,12 @@ def test_first_levels_is_the_lower_bitrate_codec_and_fits_a_smaller_soundstorm(t
             codec.first_levels(bad)
 
 
-def test_hifi_preset_is_the_32_level_256_mel_codec():
+def test_hifi_preset_is_the_40_level_256_mel_codec():
     from soundweave.training.codec import build_codec
 
     hifi = build_codec("spectral", "hifi")
-    assert (hifi.sample_rate, hifi.hop_length, hifi.config.n_mels, hifi.num_quantizers) == (16000, 320, 256, 32)
-    assert hifi.bitrate() == pytest.approx(16000) and hifi.first_levels(8).bitrate() == pytest.approx(4000)
+    assert (hifi.sample_rate, hifi.hop_length, hifi.config.n_mels, hifi.num_quantizers) == (16000, 320, 256, 40)
+    assert hifi.bitrate() == pytest.approx(20000) and hifi.first_levels(8).bitrate() == pytest.approx(4000)
     with pytest.raises(ConfigError, match="hifi"):
         build_codec("soundstream", "hifi")  # a SpectralCodec preset only
 

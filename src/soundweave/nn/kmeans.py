@@ -18,10 +18,11 @@ from ..errors import ConfigError
 def nearest(points: torch.Tensor, centroids: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
     """Index of the nearest centroid (squared Euclidean) for each of `points` (n, d) -> (n,) int64."""
     sq = centroids.pow(2).sum(-1)
+    transposed = centroids.t().contiguous()
     out = []
     for start in range(0, points.shape[0], chunk):
-        block = points[start: start + chunk]
-        out.append((sq[None] - 2 * block @ centroids.t()).argmin(dim=-1))
+        # |c|^2 - 2 p.c in one fused multiply-add (the |p|^2 term does not change the argmin)
+        out.append(torch.addmm(sq, points[start: start + chunk], transposed, beta=1, alpha=-2).argmin(dim=-1))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=points.device)
 
 

@@ -70,8 +70,9 @@ SPECTRAL_PRESETS: dict[str, dict[str, Any]] = {
     # the demo and the offline default: 16 kHz, hop 320 (50 frames/s), 160 mels, 8 x 1024 codes = 4 kbps
     "demo": dict(),
     # the codec the quality goals are measured on (benchmarks/codec_quality.py): 16 kHz, hop 320, 256 mels,
-    # 32 x 1024 codes = 16 kbps; its first 8 levels are a 4 kbps codec for SoundStorm (`first_levels(8)`)
-    "hifi": dict(n_mels=256, num_quantizers=32),
+    # 40 x 1024 codes = 20 kbps, 50 NNLS steps; its first 8 levels are a 4 kbps codec for SoundStorm
+    # (`first_levels(8)`)
+    "hifi": dict(n_mels=256, num_quantizers=40, nnls_iters=50),
     # 24 kHz, hop 480 (50 frames/s), 12 x 1024 codes = 6 kbps
     "base": dict(sample_rate=24000, hop_length=480, n_mels=192, num_quantizers=12),
 }
