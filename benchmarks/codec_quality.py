@@ -86,8 +86,8 @@ def codec_figures(codec, clips: list[torch.Tensor], repeats: int) -> dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("benchmarks/results/codec-corpus"))
-    parser.add_argument("--clips", type=int, default=1000, help="corpus size if it has to be made (1000: 800 train "
-                        "clips, 160k frames, as the demo's codec step fits on)")
+    parser.add_argument("--clips", type=int, default=2000, help="corpus size if it has to be made (2000: 1600 train "
+                        "clips, as the demo's codec step fits on)")
     parser.add_argument("--preset", default="hifi", help="SpectralCodec preset fitted here (hifi | demo | base)")
     parser.add_argument("--kmeans-iters", type=int, default=4, help="Lloyd steps per level (4, as the demo)")
     parser.add_argument("--test-clips", type=int, default=16)

@@ -177,9 +177,9 @@ def eval_codec_command(
 
 
 SOUNDSTORM_LEVELS = 8  # the demo's SoundStorm models the first 8 levels of the codec step's codec
-# the codec step fits the "hifi" SpectralCodec as benchmarks/codec_quality.py does: 1000 clips (800 train = 160k
-# frames), 4 Lloyd steps per level
-DEMO_FIT_CLIPS, DEMO_KMEANS_ITERS = 1000, 4
+# the codec step fits the "hifi" SpectralCodec as benchmarks/codec_quality.py does: 2000 clips (1600 train; 200k
+# of their frames), 4 Lloyd steps per level
+DEMO_FIT_CLIPS, DEMO_KMEANS_ITERS = 2000, 4
 
 
 def codec_demo(ctx, steps: int = 400, max_seconds: float | None = 60.0, preset: str = "demo",
