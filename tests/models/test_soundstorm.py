@@ -356,3 +356,42 @@ def test_logits_at_selected_positions_equal_the_full_logits_there():
         net(codes, level=None, positions=positions)
     with pytest.raises(ShapeError):
         net(codes, level=1, positions=positions[:, :5])
+
+
+def test_zero_mask_embedding_adds_nothing_for_masked_tokens_and_persists(tmp_path):
+    torch.manual_seed(0)
+    net = tiny_net(mask_embedding="zero")
+    m = net.mask_id
+    codes = torch.tensor([[[3, 5, 7], [3, m, m], [m, m, m]]])
+    emb = net.embed_codes(codes)
+    table = net.code_embeds.view(3, 17, -1)
+    assert torch.allclose(emb[0, 0], table[0, 3] + table[1, 5] + table[2, 7])
+    assert torch.allclose(emb[0, 1], table[0, 3])  # the masked levels add nothing
+    assert torch.equal(emb[0, 2], torch.zeros_like(emb[0, 2]))
+    emb.sum().backward()
+    assert torch.equal(net.code_embeds.grad.view(3, 17, -1)[:, m], torch.zeros(3, 32))  # mask rows never train
+    learned = tiny_net()  # the default keeps soundstorm-pytorch's learned mask embeddings
+    assert learned.config.mask_embedding == "learned"
+    table = learned.code_embeds.view(3, 17, -1)
+    assert torch.allclose(learned.embed_codes(codes)[0, 2], table[0, m] + table[1, m] + table[2, m])
+    net.save_pretrained(tmp_path / "net")
+    again = ConformerWrapper.from_pretrained(tmp_path / "net")
+    assert again.config.mask_embedding == "zero" and torch.equal(again.embed_codes(codes), net.embed_codes(codes))
+    with pytest.raises(ConfigError, match="mask_embedding"):
+        tiny_net(mask_embedding="none")
+
+
+def test_a_tiny_soundstorm_with_zero_mask_embeddings_learns():
+    torch.manual_seed(0)
+    model = SoundStorm(tiny_net(conformer=dict(dim=64, depth=1, heads=2, dim_head=32), mask_embedding="zero"))
+    codes = torch.randint(0, 16, (3, 16, 3)).repeat(4, 1, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(150):
+        loss, _ = model(codes, generator=generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    check_margin("soundstorm.zero_mask.last10_loss_vs_0.3_first5", sum(losses[-10:]) / 10, 0.3 * sum(losses[:5]) / 5)

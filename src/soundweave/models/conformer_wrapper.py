@@ -3,7 +3,8 @@
     net = ConformerWrapper(codebook_size=1024, num_quantizers=12, conformer=dict(dim=512, depth=2))
     logits = net(codes, level=0)                       # (B, N, 1024); masked positions hold net.mask_id
 
-Per frame, the embeddings of the Q tokens (each level its own table with its own mask token) are summed,
+Per frame, the embeddings of the Q tokens (each level its own table with its own mask token, or - with
+`mask_embedding="zero"` - masked tokens adding nothing) are summed,
 plus the time-aligned semantic token's embedding; a Conformer runs over the N frames (not N x Q); Q output
 heads, of which only the needed one is computed. `SoundStorm` (models/soundstorm.py) trains and samples it.
 """
@@ -38,6 +39,9 @@ class ConformerWrapperConfig:
     semantic_ratio: float | None = None  # acoustic frames per semantic token (2.0 for 25 Hz -> 50 Hz); None = any
     cond_dim: int | None = None
     cond_mode: str = "adaln"
+    # "learned": each level has a trained mask embedding (soundstorm-pytorch's way); "zero": a masked token adds
+    # nothing to its frame and has no embedding to train (measured to learn level 0 faster; see the README)
+    mask_embedding: str = "learned"
 
     def __post_init__(self):
         if self.conformer is not None and not isinstance(self.conformer, dict):
@@ -69,6 +73,8 @@ class ConformerWrapperConfig:
                               f"(0..{k - 1}); use -1 or a value >= num_semantic_token_ids")
         if self.cond_dim is not None and (not isinstance(self.cond_dim, int) or self.cond_dim < 1):
             raise ConfigError(f"cond_dim must be a positive integer or None, got {self.cond_dim!r}")
+        if self.mask_embedding not in ("zero", "learned"):
+            raise ConfigError(f"mask_embedding must be 'zero' or 'learned', got {self.mask_embedding!r}")
 
 
 class ConformerWrapper(PretrainedModel):
@@ -88,10 +94,11 @@ class ConformerWrapper(PretrainedModel):
 
     def __init__(self, codebook_size: int, num_quantizers: int, conformer: dict | None = None,
                  num_semantic_token_ids: int | None = None, semantic_pad_id: int = -1,
-                 semantic_ratio: float | None = None, cond_dim: int | None = None, cond_mode: str = "adaln"):
+                 semantic_ratio: float | None = None, cond_dim: int | None = None, cond_mode: str = "adaln",
+                 mask_embedding: str = "learned"):
         super().__init__()
         self.config = c = ConformerWrapperConfig(codebook_size, num_quantizers, conformer, num_semantic_token_ids,
-                                                 semantic_pad_id, semantic_ratio, cond_dim, cond_mode)
+                                                 semantic_pad_id, semantic_ratio, cond_dim, cond_mode, mask_embedding)
         self.conformer = Conformer(**c.conformer, cond_dim=cond_dim, cond_mode=cond_mode)
         dim = self.conformer.dim
         self.dim = dim
@@ -191,7 +198,10 @@ class ConformerWrapper(PretrainedModel):
         """Sum of the Q level embeddings per frame: `(B, N, Q)` -> `(B, N, D)`."""
         B, N, Q = codes.shape
         flat = (codes + self.level_offsets).reshape(B * N, Q)
-        return F.embedding_bag(flat, self.code_embeds, mode="sum").reshape(B, N, -1)
+        weights = None
+        if self.config.mask_embedding == "zero":  # masked tokens add nothing (and their rows get no gradient)
+            weights = codes.ne(self.mask_id).reshape(B * N, Q).to(self.code_embeds.dtype)
+        return F.embedding_bag(flat, self.code_embeds, mode="sum", per_sample_weights=weights).reshape(B, N, -1)
 
     def logits(self, hidden: torch.Tensor, level: int | torch.Tensor | None = None) -> torch.Tensor:
         """hidden `(B, N, D)` -> logits of one level `(B, N, C)` (level int, or `(B,)` one per item) or all
