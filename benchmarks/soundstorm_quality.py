@@ -30,6 +30,7 @@ from codec_quality import ensure_corpus  # noqa: E402
 
 from soundweave.audio.io import resample  # noqa: E402
 from soundweave.models.codecs import load_codec  # noqa: E402
+from soundweave.models.conformer_wrapper import ConformerWrapper  # noqa: E402
 from soundweave.models.mulan import MuLaN  # noqa: E402
 from soundweave.training.codec import train_codec  # noqa: E402
 from soundweave.training.mulan import MuLaNEvaluator  # noqa: E402
@@ -62,6 +63,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--dim-head", type=int, default=None, help="attention head width (default 16)")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--mask-embedding", choices=("learned", "zero"), default="learned",
+                        help="ConformerWrapper mask_embedding (zero: masked tokens add nothing)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop-seconds", type=float, default=2.0)
     parser.add_argument("--soundstorm", type=Path, default=None, help="a trained SoundStorm (skips training)")
@@ -92,11 +95,13 @@ def main() -> None:
         codec = load_codec(args.codec)
     if args.soundstorm is None:
         start = time.perf_counter()
+        net = build_net(codec, "tiny", dim=args.dim, depth=args.depth, dim_head=args.dim_head)
+        if args.mask_embedding != net.config.mask_embedding:
+            net = ConformerWrapper(**{**net.get_config(), "mask_embedding": args.mask_embedding})
         trained = train_soundstorm(corpus, codec, args.out / "soundstorm", steps=args.steps,
                                    batch_size=args.batch_size,
                                    lr=args.lr, seconds=args.crop_seconds,
-                                   net=build_net(codec, "tiny", dim=args.dim, depth=args.depth,
-                                                 dim_head=args.dim_head),
+                                   net=net,
                                    max_seconds=args.minutes * 60, seed=args.seed, progress=False,
                                    level_probs=level_probs(args.level0_share, codec.num_quantizers))
         train_s = time.perf_counter() - start
@@ -133,6 +138,7 @@ def main() -> None:
         "prompt_seconds": args.prompt_seconds, "total_seconds": args.total_seconds,
         "soundstorm": {"parameters_M": round(model.net.num_parameters() / 1e6, 3), "train_s": round(train_s, 1),
                        "conformer": model.net.config.conformer, "lr": args.lr, "batch_size": args.batch_size,
+                       "mask_embedding": model.net.config.mask_embedding,
                        **({"train_steps": trained.train.step, "train_clips": trained.num_clips,
                            **{k: round(v, 4) for k, v in trained.metrics.items()}} if trained else
                           {"model": str(args.soundstorm)})},
