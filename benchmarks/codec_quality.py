@@ -14,7 +14,7 @@ Goals (issue 11), all measured on the same held-out test clips in one run:
   (transformers, random weights) timed on the same clips in the same run.
 
 The codec is fitted here on the corpus's train split (SpectralCodec "hifi" preset, the demo's codec step: 256 mels,
-32 x 1024 codes = 16 kbps) unless `--codec` names a trained one; the same figures are given for its first 8 levels
+40 x 1024 codes = 20 kbps) unless `--codec` names a trained one; the same figures are given for its first 8 levels
 (4 kbps, what the demo's SoundStorm models). The corpus is made (`--clips` clips of 4 s, seed 0) if the folder has
 none.
 """

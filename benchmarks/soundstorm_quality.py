@@ -30,7 +30,6 @@ from codec_quality import ensure_corpus  # noqa: E402
 
 from soundweave.audio.io import resample  # noqa: E402
 from soundweave.models.codecs import load_codec  # noqa: E402
-from soundweave.models.conformer_wrapper import ConformerWrapper  # noqa: E402
 from soundweave.models.mulan import MuLaN  # noqa: E402
 from soundweave.training.codec import train_codec  # noqa: E402
 from soundweave.training.mulan import MuLaNEvaluator  # noqa: E402
@@ -95,9 +94,8 @@ def main() -> None:
         codec = load_codec(args.codec)
     if args.soundstorm is None:
         start = time.perf_counter()
-        net = build_net(codec, "tiny", dim=args.dim, depth=args.depth, dim_head=args.dim_head)
-        if args.mask_embedding != net.config.mask_embedding:
-            net = ConformerWrapper(**{**net.get_config(), "mask_embedding": args.mask_embedding})
+        net = build_net(codec, "tiny", mask_embedding=args.mask_embedding, dim=args.dim, depth=args.depth,
+                        dim_head=args.dim_head)
         trained = train_soundstorm(corpus, codec, args.out / "soundstorm", steps=args.steps,
                                    batch_size=args.batch_size,
                                    lr=args.lr, seconds=args.crop_seconds,

@@ -379,6 +379,11 @@ def test_zero_mask_embedding_adds_nothing_for_masked_tokens_and_persists(tmp_pat
     assert again.config.mask_embedding == "zero" and torch.equal(again.embed_codes(codes), net.embed_codes(codes))
     with pytest.raises(ConfigError, match="mask_embedding"):
         tiny_net(mask_embedding="none")
+    from soundweave.training.soundstorm import build_net  # what train_soundstorm's benchmark builds
+
+    built = build_net(tiny_codec(), "tiny", mask_embedding="zero", dim=48)
+    assert built.config.mask_embedding == "zero" and built.config.conformer["dim"] == 48
+    assert (built.num_quantizers, built.codebook_size) == (3, 16)
 
 
 def test_a_tiny_soundstorm_with_zero_mask_embeddings_learns():

@@ -38,7 +38,7 @@ def train_codec_command(
                                                              "the waveform codec of the paper, for GPUs)."),
         preset: str = typer.Option("demo", "--preset", help="Model size: tiny | demo (16 kHz, 50 frames/s; "
                                                             "spectral: 8 x 1024 codes = 4 kbps) | hifi (spectral "
-                                                            "only: 256 mels, 32 x 1024 codes = 16 kbps, the quality "
+                                                            "only: 256 mels, 40 x 1024 codes = 20 kbps, the quality "
                                                             "the benchmarks measure) | base (24 kHz, 12 x 1024 "
                                                             "codes)."),
         batch_size: int = typer.Option(0, "--batch-size", help="Clips per step (0 = the preset's default)."),
@@ -193,7 +193,7 @@ def codec_demo(ctx, steps: int = 400, max_seconds: float | None = 60.0, preset: 
     Other demo steps (SoundStorm) call this to get their codec. `kind="soundstream"` trains SoundStream instead
     (`steps` optimizer steps within `max_seconds`). `fit_clips`: fit on that many freshly rendered synthetic clips
     (another seed, in a temporary folder removed afterwards) instead of the demo corpus's few train clips - a
-    32-level codec needs more frames than the demo corpus has; the figures are still the demo corpus's test clips.
+    40-level codec needs more frames than the demo corpus has; the figures are still the demo corpus's test clips.
     """
     import json
     import tempfile

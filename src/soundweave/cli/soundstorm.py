@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ConfigError
+from .codec import SOUNDSTORM_LEVELS
 from .common import console, done, print_json
 from .groups import generate_app, train_app
 
@@ -171,10 +172,11 @@ def generate_soundstorm_cmd(
 def demo(ctx, codec_steps: int = 400, codec_max_seconds: float | None = 60.0, codec_preset: str = "demo",
          codec_config: dict | None = None, steps: int = 1500, max_seconds: float | None = 100.0, dim: int = 128,
          depth: int = 2, crop_seconds: float = 2.0, batch_size: int = 8, lr: float = 1e-3,
-         prompt_seconds: float = 1.5, total_seconds: float = 4.0, n: int = 2, levels: int = 8) -> None:
+         prompt_seconds: float = 1.5, total_seconds: float = 4.0, n: int = 2,
+         levels: int = SOUNDSTORM_LEVELS) -> None:
     """Train a tiny SoundStorm on the codes of a tiny codec (the codec step's, or one trained here), then
     reconstruct a clip through the codec and continue a prompt with SoundStorm (about 3 minutes on 2 cores).
-    A codec with more than `levels` levels (the codec step's 32-level "hifi" SpectralCodec) is cut to its first
+    A codec with more than `levels` levels (the codec step's 40-level "hifi" SpectralCodec) is cut to its first
     `levels` (`SpectralCodec.first_levels`): the lower-bitrate codec SoundStorm models.
 
     Writes OUT/soundstorm/{model/, original.wav, reconstruction.wav, prompt.wav, continuation-*.wav,

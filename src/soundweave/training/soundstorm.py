@@ -266,13 +266,15 @@ class SoundStormTrainResult:
     metrics: dict[str, float]
 
 
-def build_net(codec: nn.Module, preset: str = "small", **overrides: Any) -> ConformerWrapper:
-    """A ConformerWrapper matching the codec's levels and codebook, from a preset plus overrides."""
+def build_net(codec: nn.Module, preset: str = "small", *, mask_embedding: str = "learned",
+              **overrides: Any) -> ConformerWrapper:
+    """A ConformerWrapper matching the codec's levels and codebook, from a Conformer preset plus overrides
+    (`mask_embedding`: see `ConformerWrapper`)."""
     if preset not in PRESETS:
         raise ConfigError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     conformer = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     return ConformerWrapper(codebook_size=codec.codebook_size, num_quantizers=codec.num_quantizers,
-                            conformer=conformer)
+                            conformer=conformer, mask_embedding=mask_embedding)
 
 
 def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Module, out: str | os.PathLike, *,

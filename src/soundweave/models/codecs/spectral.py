@@ -182,7 +182,7 @@ class SpectralCodec(Codec, PretrainedModel):
         """A new codec made of this one's first `num_quantizers` levels: the same analysis and decoder, the first
         codebooks. Its codes are this codec's `encode(audio, num_quantizers=...)`, and it decodes them to the same
         audio - a lower-bitrate codec to hand to a model that wants fewer levels (e.g. an 8-level SoundStorm on
-        the 32-level "hifi" codec), since a SoundStorm network must match its codec's levels exactly."""
+        the 40-level "hifi" codec), since a SoundStorm network must match its codec's levels exactly."""
         q = self._check_num_quantizers(num_quantizers)
         smaller = type(self)(**{**self.get_config(), "num_quantizers": q})
         smaller.codebooks.copy_(self.codebooks[:q])
