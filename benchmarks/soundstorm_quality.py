@@ -33,15 +33,15 @@ from soundweave.models.codecs import load_codec  # noqa: E402
 from soundweave.models.mulan import MuLaN  # noqa: E402
 from soundweave.training.codec import train_codec  # noqa: E402
 from soundweave.training.mulan import MuLaNEvaluator  # noqa: E402
-from soundweave.training.soundstorm import build_net, train_soundstorm  # noqa: E402
+from soundweave.training.soundstorm import (  # noqa: E402
+    LEVEL0_SHARE,
+    MASK_EMBEDDING,
+    build_net,
+    level_probs_for,
+    train_soundstorm,
+)
 
 GOAL = 0.70
-
-
-def level_probs(level0_share: float | None, levels: int) -> list[float] | None:
-    if level0_share is None:
-        return None
-    return [level0_share] + [(1 - level0_share) / (levels - 1)] * (levels - 1)
 
 
 def instrument_accuracy(evaluator: MuLaNEvaluator, mulan: MuLaN, audio: torch.Tensor, mask: torch.Tensor) -> float:
@@ -62,16 +62,16 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--dim-head", type=int, default=None, help="attention head width (default 16)")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--mask-embedding", choices=("learned", "zero"), default="learned",
+    parser.add_argument("--mask-embedding", choices=("learned", "zero"), default=MASK_EMBEDDING,
                         help="ConformerWrapper mask_embedding (zero: masked tokens add nothing)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop-seconds", type=float, default=2.0)
     parser.add_argument("--soundstorm", type=Path, default=None, help="a trained SoundStorm (skips training)")
     parser.add_argument("--choice-temperature", type=float, default=None,
                         help="MaskGIT choice noise for generation (default: the model's)")
-    parser.add_argument("--level0-share", type=float, default=None,
+    parser.add_argument("--level0-share", type=float, default=LEVEL0_SHARE,
                         help="train level 0 on this share of the items, the other levels uniformly on the rest "
-                             "(SoundStorm level_probs; default: uniform, as the paper)")
+                             "(SoundStorm level_probs; 0 = uniform, as the paper; default: the training recipe's)")
     parser.add_argument("--temperature", type=float, default=None,
                         help="token sampling temperature for generation (default: the model's)")
     parser.add_argument("--prompts", type=int, default=24)
@@ -101,7 +101,7 @@ def main() -> None:
                                    lr=args.lr, seconds=args.crop_seconds,
                                    net=net,
                                    max_seconds=args.minutes * 60, seed=args.seed, progress=False,
-                                   level_probs=level_probs(args.level0_share, codec.num_quantizers))
+                                   level_probs=level_probs_for(args.level0_share or None, codec.num_quantizers))
         train_s = time.perf_counter() - start
         model = trained.model.eval()
     mulan = MuLaN.from_pretrained(args.mulan).eval()

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from soundweave import SoundStream
+from soundweave import SoundStorm, SoundStream
 from soundweave.cli.demo import DEMO_STEPS, DemoContext
 from soundweave.errors import SoundweaveError
 from tests.helpers import invoke_cli as invoke
@@ -128,3 +128,24 @@ def test_codec_step_fits_on_fresh_clips_and_soundstorm_models_its_first_8_levels
     assert report["codec_levels"] == 8 and report["prompt_unchanged"]
     storm = SoundStorm.from_pretrained(tmp_path / "soundstorm" / "model")
     assert storm.num_quantizers == 8 and torch.equal(storm.soundstream.codebooks, codec.codebooks[:8])
+
+
+@pytest.mark.parametrize("args, message", [(("--level0-share", "1.5"), "--level0-share"),
+                                           (("--mask-embedding", "random"), "--mask-embedding")])
+def test_train_soundstorm_refuses_a_bad_recipe_before_any_work(args, message, tiny_corpus, codec_dir, tmp_path):
+    out = tmp_path / "never"
+    result = invoke("train", "soundstorm", "--data", tiny_corpus, "--codec", codec_dir, "--out", out, "--steps", 1,
+                    *args)
+    assert result.exit_code != 0 and isinstance(result.exception, SoundweaveError)
+    assert message in str(result.exception)
+    assert not out.exists()
+
+
+def test_train_soundstorm_recipe_options_reach_the_model(tiny_corpus, codec_dir, tmp_path):
+    out = tmp_path / "uniform"
+    result = invoke("train", "soundstorm", "--data", tiny_corpus, "--codec", codec_dir, "--out", out, "--steps", 1,
+                    "--batch-size", 2, "--seconds", 0.5, "--preset", "tiny", "--dim", 32, "--depth", 1,
+                    "--level0-share", 0, "--mask-embedding", "learned", "--save-every", 0)
+    assert result.exit_code == 0, result.output
+    model = SoundStorm.from_pretrained(out)
+    assert model.config.level_probs is None and model.net.config.mask_embedding == "learned"

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from soundweave import SoundStorm, SoundStream
-from soundweave.errors import DataError, SoundweaveError
+from soundweave.errors import ConfigError, DataError, SoundweaveError
 from soundweave.training.soundstorm import (
+    LEVEL0_SHARE,
     CodeDataset,
     collate_codes,
+    level_probs_for,
     precompute_codes,
     train_soundstorm,
 )
@@ -76,6 +78,9 @@ def test_train_soundstorm_learns_saves_and_resumes(tiny_corpus, codec_dir, tmp_p
                  sum(losses[:per_epoch]) / per_epoch)
     assert 0.0 <= result.metrics["valid_accuracy"] <= 1.0
     model = SoundStorm.from_pretrained(out)
+    # the measured recipe by default: most items train level 0, masked tokens add nothing
+    assert model.config.level_probs == pytest.approx(level_probs_for(LEVEL0_SHARE, 3))
+    assert model.net.config.mask_embedding == "zero"
     assert isinstance(model.soundstream, SoundStream) and model.net.config.conformer["dim"] == 32
     audio = model.generate(seconds=0.5, seed=0)
     assert audio.shape == (1, model.soundstream.seconds_to_frames(0.5) * model.soundstream.hop_length)
@@ -84,3 +89,21 @@ def test_train_soundstorm_learns_saves_and_resumes(tiny_corpus, codec_dir, tmp_p
                              preset="tiny", dim=64, depth=1, save_every=20, resume=True, progress=False)
     assert again.train.step == 50 and len(again.train.losses) == 10
     assert again.model.net.config.conformer["dim"] == 32
+
+
+def test_level_probs_for_puts_the_share_on_level_0_and_spreads_the_rest():
+    assert level_probs_for(0.8, 5) == pytest.approx([0.8, 0.05, 0.05, 0.05, 0.05])
+    assert level_probs_for(None, 4) is None  # uniform, as the paper
+    assert level_probs_for(0.3, 1) == [1.0]
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ConfigError, match="level0_share"):
+            level_probs_for(bad, 3)
+
+
+def test_train_soundstorm_can_use_the_papers_uniform_levels_and_learned_mask(tiny_corpus, codec_dir, tmp_path):
+    result = train_soundstorm(tiny_corpus, codec_dir, tmp_path / "paper", steps=2, batch_size=4, seconds=0.5,
+                              preset="tiny", dim=32, depth=1, level0_share=None, mask_embedding="learned",
+                              save_every=0, progress=False)
+    model = SoundStorm.from_pretrained(tmp_path / "paper")
+    assert result.model.config.level_probs is None and model.config.level_probs is None
+    assert model.net.config.mask_embedding == "learned"

@@ -38,6 +38,13 @@ def train_soundstorm_cmd(
         log_every: int = typer.Option(10, "--log-every", help="Write a row of log.csv every N steps."),
         filter_: str = typer.Option("", "--filter", help="Only clips with this tag, e.g. instrument=piano."),
         seed: int = typer.Option(0, "--seed", help="Seed for data order, masks and initialisation."),
+        level0_share: float = typer.Option(0.8, "--level0-share", help="Share of the training items that train "
+                                           "level 0 (the rest train the finer levels evenly); 0 = all levels "
+                                           "uniformly, as the paper. 0.8 learns level 0 (pitch, timbre) about 3x "
+                                           "faster on a CPU budget (README)."),
+        mask_embedding: str = typer.Option("zero", "--mask-embedding", help="'zero': a masked token adds nothing "
+                                           "to its frame; 'learned': each level has a trained mask embedding "
+                                           "(soundstorm-pytorch's way)."),
         semantic: str = typer.Option("none", "--semantic", help="Conditioning units: 'none'; 'phonemes' (a "
                                      "speech corpus from `soundweave data speech`: its time-aligned phonemes); or a "
                                      "SemanticTokenizer folder (MusicLM: `soundweave train semantic-tokenizer`)."),
@@ -56,6 +63,12 @@ def train_soundstorm_cmd(
     from ..data.manifest import parse_filter
     from ..training.soundstorm import train_soundstorm
 
+    if not 0.0 <= level0_share <= 1.0:
+        raise ConfigError(f"--level0-share must be in [0, 1] (0 = uniform over the levels), got {level0_share}")
+    if mask_embedding not in ("zero", "learned"):
+        raise ConfigError(f"--mask-embedding must be 'zero' or 'learned', got {mask_embedding!r}")
+    recipe = dict(level0_share=level0_share or None, mask_embedding=mask_embedding)
+
     if mulan is not None or semantic not in ("none", "phonemes"):
         from .musiclm import train_conditioned_soundstorm
 
@@ -65,7 +78,7 @@ def train_soundstorm_cmd(
         return train_conditioned_soundstorm(data, codec, out, tokenizer, mulan, namespace, steps=steps,
                                             batch_size=batch_size, lr=lr, seconds=seconds if seconds > 0 else None,
                                             preset=preset, dim=dim, depth=depth, generation_steps=generation_steps,
-                                            bf16=bf16, seed=seed, cond_drop_prob=cond_drop_prob)
+                                            bf16=bf16, seed=seed, cond_drop_prob=cond_drop_prob, **recipe)
     if semantic == "phonemes":
         from ..training.speech import train_speech_soundstorm
 
@@ -75,7 +88,7 @@ def train_soundstorm_cmd(
                                       seconds=seconds if seconds > 0 else None, preset=preset, dim=dim, depth=depth,
                                       unit_rate=unit_rate or None, generation_steps=generation_steps,
                                       text_to_semantic=text_to_semantic, bf16=bf16, seed=seed, resume=resume,
-                                      eval_every=eval_every, save_every=save_every, progress=True)
+                                      eval_every=eval_every, save_every=save_every, progress=True, **recipe)
         losses = res.train.losses
         print_json({"steps": res.train.step, "clips": res.num_clips, "semantic": "phonemes",
                     "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
@@ -89,7 +102,7 @@ def train_soundstorm_cmd(
                               seconds=seconds if seconds > 0 else None, preset=preset, dim=dim, depth=depth,
                               generation_steps=generation_steps, bf16=bf16, resume=resume, seed=seed,
                               ema_decay=ema or None, eval_every=eval_every, save_every=save_every, log_every=log_every,
-                              where=parse_filter(filter_) or None, progress=True)
+                              where=parse_filter(filter_) or None, progress=True, **recipe)
     losses = result.train.losses
     print_json({"steps": result.train.step, "clips": result.num_clips,
                 "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,

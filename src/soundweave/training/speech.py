@@ -31,7 +31,7 @@ from ..data.speech import PHONEMES, phoneme_units
 from ..errors import ConfigError, DataError
 from ..models.soundstorm import ConformerWrapper, SoundStorm
 from ..models.text_to_semantic import TextToSemantic
-from .soundstorm import PRESETS, _fit, as_codec, precompute_codes
+from .soundstorm import LEVEL0_SHARE, MASK_EMBEDDING, PRESETS, _fit, as_codec, level_probs_for, precompute_codes
 from .trainer import Trainer, TrainerConfig, TrainResult
 
 
@@ -166,9 +166,11 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
                             net: ConformerWrapper | None = None, bf16: bool = False, seed: int = 0,
                             eval_every: int = 0, save_every: int = 0,
                             log_every: int = 10, max_seconds: float | None = None, resume: bool = False,
-                            progress: bool = True) -> SpeechSoundStormTrainResult:
+                            progress: bool = True, level0_share: float | None = LEVEL0_SHARE,
+                            mask_embedding: str = MASK_EMBEDDING) -> SpeechSoundStormTrainResult:
     """Train SoundStorm on a speech corpus's codes conditioned on its phoneme units; save it (codec attached,
-    and `text_to_semantic` attached when given) to `out`. `net` continues training a given network."""
+    and `text_to_semantic` attached when given) to `out`. `net` continues training a given network.
+    `level0_share` / `mask_embedding`: the training recipe, as `train_soundstorm`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     codec = as_codec(codec)
@@ -203,9 +205,11 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
             raise ConfigError(f"the given network must take phoneme units at semantic_ratio {ratio}")
     else:
         net = ConformerWrapper(codebook_size=codec.codebook_size, num_quantizers=codec.num_quantizers,
-                               conformer=conformer, num_semantic_token_ids=len(PHONEMES), semantic_ratio=float(ratio))
+                               conformer=conformer, num_semantic_token_ids=len(PHONEMES), semantic_ratio=float(ratio),
+                               mask_embedding=mask_embedding)
     net_file.write_text(json.dumps(net.get_config(), indent=2, sort_keys=True))
-    model = SoundStorm(net, steps=generation_steps)
+    level_probs = level_probs_for(level0_share, net.num_quantizers)
+    model = SoundStorm(net, steps=generation_steps, level_probs=level_probs)
     frames = codec.seconds_to_frames(seconds) if seconds else None
     voices = [r.tags.get("voice", "") for r in CaptionedAudioDataset(data, split="train",
                                                                        sample_rate=codec.sample_rate).records]
@@ -221,7 +225,7 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
                       eval_fn=eval_fn)
     result = _fit(trainer, resume, steps, max_seconds)
     final = SoundStorm(trainer.final_model().net, soundstream=codec, steps=generation_steps,
-                       spear_tts_text_to_semantic=t2s).eval()
+                       spear_tts_text_to_semantic=t2s, level_probs=level_probs).eval()
     # the default voice: the first `prompt_seconds` of the first training clip (its codes, saved in config.json)
     final.set_default_voice(train_codes[0][: max(ratio, (prompt_units or 1) * ratio)])
     final.save_pretrained(out)
