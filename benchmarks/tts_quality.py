@@ -115,6 +115,10 @@ def main() -> None:
     parser.add_argument("--alignment-clips", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    try:  # fail before the work, not after it
+        import jiwer  # noqa: F401
+    except ImportError:
+        raise SystemExit("tts_quality needs jiwer for the word error rate: pip install -e '.[bench]'") from None
     torch.set_num_threads(args.threads)
 
     from soundweave.audio import load
