@@ -40,8 +40,8 @@ def train_soundstorm_cmd(
         seed: int = typer.Option(0, "--seed", help="Seed for data order, masks and initialisation."),
         level0_share: float = typer.Option(0.8, "--level0-share", help="Share of the training items that train "
                                            "level 0 (the rest train the finer levels evenly); 0 = all levels "
-                                           "uniformly, as the paper. 0.8 learns level 0 (pitch, timbre) about 3x "
-                                           "faster on a CPU budget (README)."),
+                                           "uniformly, as the paper. With 0.8 a small model learns level 0 (pitch, "
+                                           "timbre) on a CPU budget; uniformly it stays at the unigram (README)."),
         mask_embedding: str = typer.Option("zero", "--mask-embedding", help="'zero': a masked token adds nothing "
                                            "to its frame; 'learned': each level has a trained mask embedding "
                                            "(soundstorm-pytorch's way)."),
