@@ -47,19 +47,24 @@ def crops(codes: list[torch.Tensor], frames: int, count: int, generator: torch.G
     return torch.stack(picked)
 
 
-@torch.no_grad()
-def level0_probe(net: ConformerWrapper, batch: torch.Tensor, seed: int = 5) -> tuple[float, torch.Tensor]:
-    """Level-0 accuracy on `batch` with the probe's masks; returns (accuracy, target positions)."""
+def probe_masks(batch: int, frames: int, seed: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probe's masks `(B, N)` bool: `after` = the frames after a random prompt point (every finer level masked
+    there), `target` = half of those, whose level-0 codes are masked and predicted. The same every call."""
     g = torch.Generator().manual_seed(seed)
-    B, N, _ = batch.shape
-    t = (torch.rand(B, generator=g) * (N * 0.9)).long()
-    after = torch.arange(N)[None] >= t[:, None]
-    target = after & (torch.rand(B, N, generator=g) < 0.5)
+    t = (torch.rand(batch, generator=g) * (frames * 0.9)).long()
+    after = torch.arange(frames)[None] >= t[:, None]
+    return after, after & (torch.rand(batch, frames, generator=g) < 0.5)
+
+
+@torch.no_grad()
+def level0_probe(net: ConformerWrapper, batch: torch.Tensor) -> float:
+    """Level-0 accuracy on `batch` at the probe's target frames."""
+    after, target = probe_masks(batch.shape[0], batch.shape[1])
     x = batch.clone()
     x[..., 0][target] = net.mask_id
     x[..., 1:][after] = net.mask_id
     logits = net(x, level=0, check=False)
-    return float((logits.argmax(-1)[target] == batch[..., 0][target]).float().mean()), target
+    return float((logits.argmax(-1)[target] == batch[..., 0][target]).float().mean())
 
 
 def main() -> None:
@@ -86,7 +91,7 @@ def main() -> None:
     Q, C = codec.num_quantizers, codec.codebook_size
 
     # references on the probe's target frames
-    _, target = level0_probe(ConformerWrapper(C, Q, dict(dim=16, depth=1, heads=1, dim_head=16)), probe)
+    _, target = probe_masks(probe.shape[0], probe.shape[1])
     counts = torch.bincount(torch.cat([c[:, 0] for c in train]), minlength=C)
     truth = probe[..., 0]
     previous = torch.cat([truth[:, :1], truth[:, :-1]], dim=1)
@@ -106,7 +111,7 @@ def main() -> None:
         for step in range(args.steps + 1):
             if step % args.every == 0:
                 model.eval()
-                curve[step] = round(level0_probe(net, probe)[0], 4)
+                curve[step] = round(level0_probe(net, probe), 4)
                 model.train()
             if step == args.steps:
                 break

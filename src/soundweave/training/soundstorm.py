@@ -52,7 +52,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(dim=1024, depth=12, heads=16, dim_head=64, ff_mult=4.0, conv_kernel_size=5),
 }
 
-# The training recipe (measured, README "Why 8-level SoundStorm models stayed at the unigram"): the paper trains the
+# The training recipe (measured; README, SoundStorm, "The training recipe"): the paper trains the
 # Q levels uniformly and gives masked tokens an embedding. On a CPU budget that leaves level 0 - which carries
 # pitch and timbre - at the unigram. benchmarks/soundstorm_recipe.py (8 levels, dim 128 x 2, 1,200 steps): level-0
 # accuracy with half the frames after the prompt masked is 4.5% for the paper's recipe, 6.3% with half the items on
