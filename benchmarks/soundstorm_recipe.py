@@ -8,9 +8,10 @@ frames after a random prompt point are masked and every finer level after it is 
 when it continues a prompt. References on the same frames: always guessing the most frequent level-0 code of the
 training codes, and copying the previous frame's level-0 code.
 
-Recipes: "paper" (all levels uniformly, a learned mask embedding), "half" (half the items on level 0, zero mask),
-"default" (the training recipe of `soundweave.training.soundstorm`: LEVEL0_SHARE of the items on level 0, zero
-mask); or "share:MASK" pairs such as "0.9:zero".
+Recipes: "paper" (all levels uniformly, a learned mask embedding, separate output heads), "half" (half the items
+on level 0, zero mask), "untied" (LEVEL0_SHARE of the items on level 0, zero mask, separate heads), "default" (the
+training recipe of `soundweave.training.soundstorm`: as "untied" with each level's output head tied to its code
+embeddings); or "share:MASK[:tied]" such as "0.9:zero" or "0.5:zero:tied".
 """
 
 from __future__ import annotations
@@ -25,16 +26,24 @@ import torch
 
 from soundweave.models.codecs import load_codec
 from soundweave.models.soundstorm import ConformerWrapper, SoundStorm
-from soundweave.training.soundstorm import LEVEL0_SHARE, MASK_EMBEDDING, level_probs_for, precompute_codes
+from soundweave.training.soundstorm import (
+    LEVEL0_SHARE,
+    MASK_EMBEDDING,
+    TIE_EMBEDDINGS,
+    level_probs_for,
+    precompute_codes,
+)
 
-NAMED = {"paper": (None, "learned"), "half": (0.5, "zero"), "default": (LEVEL0_SHARE, MASK_EMBEDDING)}
+NAMED = {"paper": (None, "learned", False), "half": (0.5, "zero", False),
+         "untied": (LEVEL0_SHARE, MASK_EMBEDDING, False), "default": (LEVEL0_SHARE, MASK_EMBEDDING, TIE_EMBEDDINGS)}
 
 
-def parse_recipe(text: str) -> tuple[float | None, str]:
+def parse_recipe(text: str) -> tuple[float | None, str, bool]:
     if text in NAMED:
         return NAMED[text]
-    share, _, mask = text.partition(":")
-    return (float(share) or None), (mask or "zero")
+    share, _, rest = text.partition(":")
+    mask, _, tied = rest.partition(":")
+    return (float(share) or None), (mask or "zero"), tied == "tied"
 
 
 def crops(codes: list[torch.Tensor], frames: int, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -72,7 +81,7 @@ def main() -> None:
     parser.add_argument("--codec", type=Path, required=True, help="codec folder (e.g. a SpectralCodec)")
     parser.add_argument("--corpus", type=Path, required=True, help="manifest folder with train/valid splits")
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/results/soundstorm-recipe-codes"))
-    parser.add_argument("--recipes", default="paper,half,default")
+    parser.add_argument("--recipes", default="paper,half,untied,default")
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--every", type=int, default=200)
     parser.add_argument("--dim", type=int, default=128)
@@ -100,10 +109,10 @@ def main() -> None:
 
     results = {}
     for name in args.recipes.split(","):
-        share, mask = parse_recipe(name)
+        share, mask, tied = parse_recipe(name)
         torch.manual_seed(args.seed)
         net = ConformerWrapper(C, Q, dict(dim=args.dim, depth=args.depth, heads=4, dim_head=args.dim // 4),
-                               mask_embedding=mask)
+                               mask_embedding=mask, tie_embeddings=tied)
         model = SoundStorm(net, level_probs=level_probs_for(share, Q))
         optimizer = torch.optim.AdamW(model.parameters(), args.lr, betas=(0.9, 0.99), weight_decay=0.01)
         g = torch.Generator().manual_seed(args.seed)
@@ -123,7 +132,8 @@ def main() -> None:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-        results[name] = {"level0_share": share, "mask_embedding": mask, "level0_accuracy_by_step": curve,
+        results[name] = {"level0_share": share, "mask_embedding": mask, "tie_embeddings": tied,
+                         "level0_accuracy_by_step": curve,
                          "final_level0_accuracy": curve[args.steps], "train_s": round(time.perf_counter() - start, 1)}
         print(json.dumps({name: results[name]}), flush=True)
     print(json.dumps({"benchmark": "soundstorm_recipe", "codec": codec.describe(), "levels": Q, "codebook_size": C,

@@ -386,6 +386,59 @@ def test_zero_mask_embedding_adds_nothing_for_masked_tokens_and_persists(tmp_pat
     assert (built.num_quantizers, built.codebook_size) == (3, 16)
 
 
+def test_tied_heads_are_the_code_embeddings_and_persist(tmp_path):
+    torch.manual_seed(0)
+    net = tiny_net(tie_embeddings=True, mask_embedding="zero")
+    assert net.head_weight is None and not tiny_net().config.tie_embeddings  # the class default stays untied
+    table = net.code_embeds.view(3, 17, -1)
+    codes = torch.randint(0, 16, (2, 5, 3))
+    hidden = torch.randn(2, 5, 32)
+    for level in range(3):  # level q's logit for code c is hidden . (embedding of code c at level q) + bias
+        want = hidden @ table[level, :16].t() + net.head_bias[level]
+        assert torch.allclose(net.logits(hidden, level), want, atol=1e-5)
+    per_item = net.logits(hidden, torch.tensor([2, 0]))
+    assert torch.allclose(per_item[0], net.logits(hidden[:1], 2)[0], atol=1e-5)
+    assert torch.allclose(net.logits(hidden)[:, :, 1], net.logits(hidden, 1), atol=1e-5)
+    logits = net(codes, level=0)
+    logits.sum().backward()
+    assert net.code_embeds.grad.view(3, 17, -1)[0, :16].abs().sum() > 0
+    net.save_pretrained(tmp_path / "tied")
+    again = ConformerWrapper.from_pretrained(tmp_path / "tied")
+    assert again.config.tie_embeddings and again.head_weight is None
+    assert torch.allclose(again(codes, level=1), net(codes, level=1), atol=1e-6)
+    untied = tiny_net()
+    untied.save_pretrained(tmp_path / "untied")  # a folder saved without the option loads untied
+    import json
+
+    config = json.loads((tmp_path / "untied" / "config.json").read_text())
+    assert config.pop("tie_embeddings") is False
+    (tmp_path / "untied" / "config.json").write_text(json.dumps(config))
+    assert ConformerWrapper.from_pretrained(tmp_path / "untied").head_weight is not None
+    with pytest.raises(ConfigError, match="tie_embeddings"):
+        tiny_net(tie_embeddings="yes")
+    from soundweave.training.soundstorm import TIE_EMBEDDINGS, build_net
+
+    assert TIE_EMBEDDINGS and build_net(tiny_codec(), "tiny", dim=48).config.tie_embeddings
+    assert build_net(tiny_codec(), "tiny", dim=48, tie_embeddings=False).head_weight is not None
+
+
+def test_a_tiny_soundstorm_with_tied_heads_learns():
+    torch.manual_seed(0)
+    model = SoundStorm(tiny_net(conformer=dict(dim=64, depth=1, heads=2, dim_head=32), mask_embedding="zero",
+                                tie_embeddings=True))
+    codes = torch.randint(0, 16, (3, 16, 3)).repeat(4, 1, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(150):
+        loss, _ = model(codes, generator=generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    check_margin("soundstorm.tied.last10_loss_vs_0.3_first5", sum(losses[-10:]) / 10, 0.3 * sum(losses[:5]) / 5)
+
+
 def test_a_tiny_soundstorm_with_zero_mask_embeddings_learns():
     torch.manual_seed(0)
     model = SoundStorm(tiny_net(conformer=dict(dim=64, depth=1, heads=2, dim_head=32), mask_embedding="zero"))

@@ -45,6 +45,10 @@ def train_soundstorm_cmd(
         mask_embedding: str = typer.Option("zero", "--mask-embedding", help="'zero': a masked token adds nothing "
                                            "to its frame; 'learned': each level has a trained mask embedding "
                                            "(soundstorm-pytorch's way)."),
+        tie_embeddings: bool = typer.Option(True, "--tie-embeddings/--no-tie-embeddings", help="Each level's "
+                                            "output head is its input embedding table (learns level 0 faster: "
+                                            "README, SoundStorm recipe); --no-tie-embeddings for separate heads "
+                                            "(soundstorm-pytorch's way)."),
         semantic: str = typer.Option("none", "--semantic", help="Conditioning units: 'none'; 'phonemes' (a "
                                      "speech corpus from `soundweave data speech`: its time-aligned phonemes); or a "
                                      "SemanticTokenizer folder (MusicLM: `soundweave train semantic-tokenizer`)."),
@@ -67,7 +71,7 @@ def train_soundstorm_cmd(
         raise ConfigError(f"--level0-share must be in [0, 1] (0 = uniform over the levels), got {level0_share}")
     if mask_embedding not in ("zero", "learned"):
         raise ConfigError(f"--mask-embedding must be 'zero' or 'learned', got {mask_embedding!r}")
-    recipe = dict(level0_share=level0_share or None, mask_embedding=mask_embedding)
+    recipe = dict(level0_share=level0_share or None, mask_embedding=mask_embedding, tie_embeddings=tie_embeddings)
 
     if mulan is not None or semantic not in ("none", "phonemes"):
         from .musiclm import train_conditioned_soundstorm

@@ -42,6 +42,9 @@ class ConformerWrapperConfig:
     # "learned": each level has a trained mask embedding (soundstorm-pytorch's way); "zero": a masked token adds
     # nothing to its frame and has no embedding to train (measured to learn level 0 faster; see the README)
     mask_embedding: str = "learned"
+    # True: each level's output head is that level's input embedding table (as language models tie theirs), so
+    # "this frame holds the code its neighbour holds" is learned at once (measured: README, SoundStorm recipe)
+    tie_embeddings: bool = False
 
     def __post_init__(self):
         if self.conformer is not None and not isinstance(self.conformer, dict):
@@ -75,6 +78,8 @@ class ConformerWrapperConfig:
             raise ConfigError(f"cond_dim must be a positive integer or None, got {self.cond_dim!r}")
         if self.mask_embedding not in ("zero", "learned"):
             raise ConfigError(f"mask_embedding must be 'zero' or 'learned', got {self.mask_embedding!r}")
+        if not isinstance(self.tie_embeddings, bool):
+            raise ConfigError(f"tie_embeddings must be True or False, got {self.tie_embeddings!r}")
 
 
 class ConformerWrapper(PretrainedModel):
@@ -90,15 +95,18 @@ class ConformerWrapper(PretrainedModel):
         semantic_ratio: acoustic frames per semantic token; when set, S must fit N (|S * ratio - N| < ratio).
         cond_dim / cond_mode: global conditioning tokens `(B, L, cond_dim)` (e.g. MuLaN tokens) through
             adaptive LayerNorm ("adaln") or cross-attention ("cross").
+        mask_embedding: "learned" (a trained mask token per level) or "zero" (a masked token adds nothing).
+        tie_embeddings: each level's output head is its input embedding table (plus a per-code bias).
     """
 
     def __init__(self, codebook_size: int, num_quantizers: int, conformer: dict | None = None,
                  num_semantic_token_ids: int | None = None, semantic_pad_id: int = -1,
                  semantic_ratio: float | None = None, cond_dim: int | None = None, cond_mode: str = "adaln",
-                 mask_embedding: str = "learned"):
+                 mask_embedding: str = "learned", tie_embeddings: bool = False):
         super().__init__()
         self.config = c = ConformerWrapperConfig(codebook_size, num_quantizers, conformer, num_semantic_token_ids,
-                                                 semantic_pad_id, semantic_ratio, cond_dim, cond_mode, mask_embedding)
+                                                 semantic_pad_id, semantic_ratio, cond_dim, cond_mode, mask_embedding,
+                                                 tie_embeddings)
         self.conformer = Conformer(**c.conformer, cond_dim=cond_dim, cond_mode=cond_mode)
         dim = self.conformer.dim
         self.dim = dim
@@ -110,7 +118,8 @@ class ConformerWrapper(PretrainedModel):
             nn.init.normal_(self.semantic_embeds.weight, std=0.02)
         self.norm = nn.LayerNorm(dim)
         bound = 1 / math.sqrt(dim)
-        self.head_weight = nn.Parameter(torch.empty(num_quantizers, codebook_size, dim).uniform_(-bound, bound))
+        self.head_weight = None if tie_embeddings else nn.Parameter(
+            torch.empty(num_quantizers, codebook_size, dim).uniform_(-bound, bound))
         self.head_bias = nn.Parameter(torch.zeros(num_quantizers, codebook_size))
 
     @classmethod
@@ -203,16 +212,24 @@ class ConformerWrapper(PretrainedModel):
             weights = codes.ne(self.mask_id).reshape(B * N, Q).to(self.code_embeds.dtype)
         return F.embedding_bag(flat, self.code_embeds, mode="sum", per_sample_weights=weights).reshape(B, N, -1)
 
+    def output_weights(self) -> torch.Tensor:
+        """The Q output heads `(Q, C, D)`: their own weights, or (tied) the levels' code embeddings."""
+        if self.head_weight is not None:
+            return self.head_weight
+        Q, C = self.num_quantizers, self.codebook_size
+        return self.code_embeds.view(Q, C + 1, -1)[:, :C]
+
     def logits(self, hidden: torch.Tensor, level: int | torch.Tensor | None = None) -> torch.Tensor:
         """hidden `(B, N, D)` -> logits of one level `(B, N, C)` (level int, or `(B,)` one per item) or all
         levels `(B, N, Q, C)` (level None)."""
+        heads = self.output_weights()
         if level is None:
-            return torch.einsum("bnd,qcd->bnqc", hidden, self.head_weight) + self.head_bias
+            return torch.einsum("bnd,qcd->bnqc", hidden, heads) + self.head_bias
         if isinstance(level, int):
             if not 0 <= level < self.num_quantizers:
                 raise ShapeError(f"level must be in [0, {self.num_quantizers}), got {level}")
-            return F.linear(hidden, self.head_weight[level], self.head_bias[level])
-        weight, bias = self.head_weight[level], self.head_bias[level]  # (B, C, D), (B, C)
+            return F.linear(hidden, heads[level], self.head_bias[level])
+        weight, bias = heads[level], self.head_bias[level]  # (B, C, D), (B, C)
         return torch.baddbmm(bias[:, None, :].to(hidden.dtype), hidden, weight.transpose(1, 2).to(hidden.dtype))
 
     def forward(self, codes: torch.Tensor, mask: torch.Tensor | None = None,

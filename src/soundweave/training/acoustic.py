@@ -25,7 +25,7 @@ from ..models.mulan import MuLaNEmbedQuantizer
 from ..models.semantic_tokenizer import SemanticTokenizer
 from ..models.soundstorm import ConformerWrapper, SoundStorm
 from .semantic import conditioning_ids, load_audio_folder
-from .soundstorm import LEVEL0_SHARE, MASK_EMBEDDING, PRESETS, _fit, as_codec, level_probs_for
+from .soundstorm import LEVEL0_SHARE, MASK_EMBEDDING, PRESETS, TIE_EMBEDDINGS, _fit, as_codec, level_probs_for
 from .trainer import Trainer, TrainerConfig, TrainResult
 
 
@@ -86,10 +86,11 @@ def train_acoustic_stage(data: str | os.PathLike, codec, out: str | os.PathLike,
                          cond_drop_prob: float = 0.2, text_mix_prob: float = 0.25, generation_steps: int = 8,
                          max_seconds: float | None = None, max_files: int | None = None, bf16: bool = False,
                          seed: int = 0, progress: bool = True, level0_share: float | None = LEVEL0_SHARE,
-                         mask_embedding: str = MASK_EMBEDDING) -> AcousticTrainResult:
+                         mask_embedding: str = MASK_EMBEDDING,
+                         tie_embeddings: bool = TIE_EMBEDDINGS) -> AcousticTrainResult:
     """Train SoundStorm on the codes of `codec` for the train clips of `data`, conditioned on `wav2vec`'s
     semantic ids and on `quantizer`'s `namespace` tokens; saved (with the codec) to `out`.
-    `level0_share` / `mask_embedding`: the training recipe, as `train_soundstorm`."""
+    `level0_share` / `mask_embedding` / `tie_embeddings`: the training recipe, as `train_soundstorm`."""
     if wav2vec is None and quantizer is None:
         raise ConfigError("give wav2vec= (semantic ids), quantizer= (MuLaN tokens) or both; for an unconditioned "
                           "SoundStorm use `soundweave train soundstorm` without them")
@@ -123,7 +124,7 @@ def train_acoustic_stage(data: str | os.PathLike, codec, out: str | os.PathLike,
     net = ConformerWrapper(codebook_size=codec.codebook_size, num_quantizers=codec.num_quantizers, conformer=conformer,
                            num_semantic_token_ids=wav2vec.codebook_size if wav2vec is not None else None,
                            semantic_ratio=float(ratio) if wav2vec is not None else None, cond_dim=cond_dim,
-                           cond_mode=cond_mode, mask_embedding=mask_embedding)
+                           cond_mode=cond_mode, mask_embedding=mask_embedding, tie_embeddings=tie_embeddings)
     level_probs = level_probs_for(level0_share, net.num_quantizers)
     model = SoundStorm(net, steps=generation_steps, cond_drop_prob=cond_drop_prob, level_probs=level_probs)
     frames = codec.seconds_to_frames(seconds) if seconds is not None else None

@@ -31,7 +31,16 @@ from ..data.speech import PHONEMES, phoneme_units
 from ..errors import ConfigError, DataError
 from ..models.soundstorm import ConformerWrapper, SoundStorm
 from ..models.text_to_semantic import TextToSemantic
-from .soundstorm import LEVEL0_SHARE, MASK_EMBEDDING, PRESETS, _fit, as_codec, level_probs_for, precompute_codes
+from .soundstorm import (
+    LEVEL0_SHARE,
+    MASK_EMBEDDING,
+    PRESETS,
+    TIE_EMBEDDINGS,
+    _fit,
+    as_codec,
+    level_probs_for,
+    precompute_codes,
+)
 from .trainer import Trainer, TrainerConfig, TrainResult
 
 
@@ -167,10 +176,11 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
                             eval_every: int = 0, save_every: int = 0,
                             log_every: int = 10, max_seconds: float | None = None, resume: bool = False,
                             progress: bool = True, level0_share: float | None = LEVEL0_SHARE,
-                            mask_embedding: str = MASK_EMBEDDING) -> SpeechSoundStormTrainResult:
+                            mask_embedding: str = MASK_EMBEDDING,
+                            tie_embeddings: bool = TIE_EMBEDDINGS) -> SpeechSoundStormTrainResult:
     """Train SoundStorm on a speech corpus's codes conditioned on its phoneme units; save it (codec attached,
     and `text_to_semantic` attached when given) to `out`. `net` continues training a given network.
-    `level0_share` / `mask_embedding`: the training recipe, as `train_soundstorm`."""
+    `level0_share` / `mask_embedding` / `tie_embeddings`: the training recipe, as `train_soundstorm`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     codec = as_codec(codec)
@@ -206,7 +216,7 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
     else:
         net = ConformerWrapper(codebook_size=codec.codebook_size, num_quantizers=codec.num_quantizers,
                                conformer=conformer, num_semantic_token_ids=len(PHONEMES), semantic_ratio=float(ratio),
-                               mask_embedding=mask_embedding)
+                               mask_embedding=mask_embedding, tie_embeddings=tie_embeddings)
     net_file.write_text(json.dumps(net.get_config(), indent=2, sort_keys=True))
     level_probs = level_probs_for(level0_share, net.num_quantizers)
     model = SoundStorm(net, steps=generation_steps, level_probs=level_probs)
