@@ -36,6 +36,7 @@ from soundweave.training.mulan import MuLaNEvaluator  # noqa: E402
 from soundweave.training.soundstorm import (  # noqa: E402
     LEVEL0_SHARE,
     MASK_EMBEDDING,
+    TIE_EMBEDDINGS,
     build_net,
     level_probs_for,
     train_soundstorm,
@@ -64,6 +65,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--mask-embedding", choices=("learned", "zero"), default=MASK_EMBEDDING,
                         help="ConformerWrapper mask_embedding (zero: masked tokens add nothing)")
+    parser.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, default=TIE_EMBEDDINGS,
+                        help="output heads tied to the code embeddings (the training recipe; --no-tie-embeddings: "
+                             "separate heads)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop-seconds", type=float, default=2.0)
     parser.add_argument("--soundstorm", type=Path, default=None, help="a trained SoundStorm (skips training)")
@@ -94,7 +98,8 @@ def main() -> None:
         codec = load_codec(args.codec)
     if args.soundstorm is None:
         start = time.perf_counter()
-        net = build_net(codec, "tiny", mask_embedding=args.mask_embedding, dim=args.dim, depth=args.depth,
+        net = build_net(codec, "tiny", mask_embedding=args.mask_embedding, tie_embeddings=args.tie_embeddings,
+                        dim=args.dim, depth=args.depth,
                         dim_head=args.dim_head)
         trained = train_soundstorm(corpus, codec, args.out / "soundstorm", steps=args.steps,
                                    batch_size=args.batch_size,
@@ -137,6 +142,7 @@ def main() -> None:
         "soundstorm": {"parameters_M": round(model.net.num_parameters() / 1e6, 3), "train_s": round(train_s, 1),
                        "conformer": model.net.config.conformer, "lr": args.lr, "batch_size": args.batch_size,
                        "mask_embedding": model.net.config.mask_embedding,
+                       "tie_embeddings": model.net.config.tie_embeddings,
                        **({"train_steps": trained.train.step, "train_clips": trained.num_clips,
                            **{k: round(v, 4) for k, v in trained.metrics.items()}} if trained else
                           {"model": str(args.soundstorm)})},
