@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--prompts-per-instrument", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--choice-temperature", type=float, default=None,
+                        help="SoundStorm MaskGIT choice noise for generation (default: each trained stage's own)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -208,6 +210,9 @@ def main() -> None:
         info_file.write_text(json.dumps(info))
     train_s = time.perf_counter() - start
 
+    if args.choice_temperature is not None:
+        for stage in stages.values():
+            stage.config.choice_temperature = args.choice_temperature
     storm = stages["soundstorm"]
     full = MusicLM(AudioLM(wav2vec=wav2vec, codec=codec, semantic_transformer=semantic, soundstorm=storm), quantizer)
     no_semantic = MusicLM(AudioLM(codec=codec, soundstorm=stages["soundstorm-mulan-only"]), quantizer)
@@ -267,6 +272,7 @@ def main() -> None:
         "goal_instrument_accuracy": GOAL, "chance": round(1 / len(INSTRUMENT_NAMES), 4),
         "prompts": len(prompts), "num_samples": args.num_samples, "seconds": args.seconds,
         "results": results,
+        "choice_temperature": {k: v.config.choice_temperature for k, v in stages.items()},
         "scorer_on_real_test_clips": {"instrument_accuracy": round(real_acc, 4),
                                       "mcc_own_captions": round(float((real_latents * real_text).sum(-1).mean()), 4),
                                       "clips": len(real_items)},

@@ -131,7 +131,8 @@ def test_codec_step_fits_on_fresh_clips_and_soundstorm_models_its_first_8_levels
 
 
 @pytest.mark.parametrize("args, message", [(("--level0-share", "1.5"), "--level0-share"),
-                                           (("--mask-embedding", "random"), "--mask-embedding")])
+                                           (("--mask-embedding", "random"), "--mask-embedding"),
+                                           (("--choice-temperature", "-1"), "--choice-temperature")])
 def test_train_soundstorm_refuses_a_bad_recipe_before_any_work(args, message, tiny_corpus, codec_dir, tmp_path):
     out = tmp_path / "never"
     result = invoke("train", "soundstorm", "--data", tiny_corpus, "--codec", codec_dir, "--out", out, "--steps", 1,
@@ -145,8 +146,10 @@ def test_train_soundstorm_recipe_options_reach_the_model(tiny_corpus, codec_dir,
     out = tmp_path / "uniform"
     result = invoke("train", "soundstorm", "--data", tiny_corpus, "--codec", codec_dir, "--out", out, "--steps", 1,
                     "--batch-size", 2, "--seconds", 0.5, "--preset", "tiny", "--dim", 32, "--depth", 1,
-                    "--level0-share", 0, "--mask-embedding", "learned", "--no-tie-embeddings", "--save-every", 0)
+                    "--level0-share", 0, "--mask-embedding", "learned", "--no-tie-embeddings",
+                    "--choice-temperature", 0, "--save-every", 0)
     assert result.exit_code == 0, result.output
     model = SoundStorm.from_pretrained(out)
     assert model.config.level_probs is None and model.net.config.mask_embedding == "learned"
     assert not model.net.config.tie_embeddings and model.net.head_weight is not None
+    assert model.config.choice_temperature == 0.0

@@ -8,6 +8,7 @@ import torch
 from soundweave import SoundStorm, SoundStream
 from soundweave.errors import ConfigError, DataError, SoundweaveError
 from soundweave.training.soundstorm import (
+    CHOICE_TEMPERATURE,
     LEVEL0_SHARE,
     CodeDataset,
     collate_codes,
@@ -81,6 +82,7 @@ def test_train_soundstorm_learns_saves_and_resumes(tiny_corpus, codec_dir, tmp_p
     # the measured recipe by default: most items train level 0, masked tokens add nothing
     assert model.config.level_probs == pytest.approx(level_probs_for(LEVEL0_SHARE, 3))
     assert model.net.config.mask_embedding == "zero" and model.net.config.tie_embeddings
+    assert model.config.choice_temperature == CHOICE_TEMPERATURE > 0  # generation keeps choice noise by default
     assert isinstance(model.soundstream, SoundStream) and model.net.config.conformer["dim"] == 32
     audio = model.generate(seconds=0.5, seed=0)
     assert audio.shape == (1, model.soundstream.seconds_to_frames(0.5) * model.soundstream.hop_length)

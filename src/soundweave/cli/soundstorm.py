@@ -49,6 +49,9 @@ def train_soundstorm_cmd(
                                             "output head is its input embedding table (learns level 0 faster: "
                                             "README, SoundStorm recipe); --no-tie-embeddings for separate heads "
                                             "(soundstorm-pytorch's way)."),
+        choice_temperature: float = typer.Option(6.0, "--choice-temperature", help="MaskGIT choice noise stored "
+                                                 "as the model's generation default (0 = keep the most confident "
+                                                 "tokens, which a small model fills with one held code)."),
         semantic: str = typer.Option("none", "--semantic", help="Conditioning units: 'none'; 'phonemes' (a "
                                      "speech corpus from `soundweave data speech`: its time-aligned phonemes); or a "
                                      "SemanticTokenizer folder (MusicLM: `soundweave train semantic-tokenizer`)."),
@@ -71,7 +74,10 @@ def train_soundstorm_cmd(
         raise ConfigError(f"--level0-share must be in [0, 1] (0 = uniform over the levels), got {level0_share}")
     if mask_embedding not in ("zero", "learned"):
         raise ConfigError(f"--mask-embedding must be 'zero' or 'learned', got {mask_embedding!r}")
-    recipe = dict(level0_share=level0_share or None, mask_embedding=mask_embedding, tie_embeddings=tie_embeddings)
+    if not choice_temperature >= 0:
+        raise ConfigError(f"--choice-temperature must be >= 0, got {choice_temperature}")
+    recipe = dict(level0_share=level0_share or None, mask_embedding=mask_embedding, tie_embeddings=tie_embeddings,
+                  choice_temperature=choice_temperature)
 
     if mulan is not None or semantic not in ("none", "phonemes"):
         from .musiclm import train_conditioned_soundstorm

@@ -25,7 +25,16 @@ from ..models.mulan import MuLaNEmbedQuantizer
 from ..models.semantic_tokenizer import SemanticTokenizer
 from ..models.soundstorm import ConformerWrapper, SoundStorm
 from .semantic import conditioning_ids, load_audio_folder
-from .soundstorm import LEVEL0_SHARE, MASK_EMBEDDING, PRESETS, TIE_EMBEDDINGS, _fit, as_codec, level_probs_for
+from .soundstorm import (
+    CHOICE_TEMPERATURE,
+    LEVEL0_SHARE,
+    MASK_EMBEDDING,
+    PRESETS,
+    TIE_EMBEDDINGS,
+    _fit,
+    as_codec,
+    level_probs_for,
+)
 from .trainer import Trainer, TrainerConfig, TrainResult
 
 
@@ -87,10 +96,11 @@ def train_acoustic_stage(data: str | os.PathLike, codec, out: str | os.PathLike,
                          max_seconds: float | None = None, max_files: int | None = None, bf16: bool = False,
                          seed: int = 0, progress: bool = True, level0_share: float | None = LEVEL0_SHARE,
                          mask_embedding: str = MASK_EMBEDDING,
-                         tie_embeddings: bool = TIE_EMBEDDINGS) -> AcousticTrainResult:
+                         tie_embeddings: bool = TIE_EMBEDDINGS,
+                         choice_temperature: float = CHOICE_TEMPERATURE) -> AcousticTrainResult:
     """Train SoundStorm on the codes of `codec` for the train clips of `data`, conditioned on `wav2vec`'s
     semantic ids and on `quantizer`'s `namespace` tokens; saved (with the codec) to `out`.
-    `level0_share` / `mask_embedding` / `tie_embeddings`: the training recipe, as `train_soundstorm`."""
+    `level0_share` / `mask_embedding` / `tie_embeddings` / `choice_temperature`: the recipe, as `train_soundstorm`."""
     if wav2vec is None and quantizer is None:
         raise ConfigError("give wav2vec= (semantic ids), quantizer= (MuLaN tokens) or both; for an unconditioned "
                           "SoundStorm use `soundweave train soundstorm` without them")
@@ -126,7 +136,8 @@ def train_acoustic_stage(data: str | os.PathLike, codec, out: str | os.PathLike,
                            semantic_ratio=float(ratio) if wav2vec is not None else None, cond_dim=cond_dim,
                            cond_mode=cond_mode, mask_embedding=mask_embedding, tie_embeddings=tie_embeddings)
     level_probs = level_probs_for(level0_share, net.num_quantizers)
-    model = SoundStorm(net, steps=generation_steps, cond_drop_prob=cond_drop_prob, level_probs=level_probs)
+    model = SoundStorm(net, steps=generation_steps, cond_drop_prob=cond_drop_prob, level_probs=level_probs,
+                       choice_temperature=choice_temperature)
     frames = codec.seconds_to_frames(seconds) if seconds is not None else None
     dataset = AcousticCropDataset(codes, semantic, ratio, frames, audio_cond, text_cond, text_mix_prob, seed)
 
@@ -143,7 +154,8 @@ def train_acoustic_stage(data: str | os.PathLike, codec, out: str | os.PathLike,
     trainer = Trainer(model, dataset, step_fn, config, collate_fn=collate)
     result = _fit(trainer, False, steps, max_seconds)
     final = SoundStorm(trainer.eval_model.net, soundstream=codec, steps=generation_steps,
-                       cond_drop_prob=cond_drop_prob, level_probs=level_probs).eval()
+                       cond_drop_prob=cond_drop_prob, level_probs=level_probs,
+                       choice_temperature=choice_temperature).eval()
     final.save_pretrained(out)
     losses = result.losses
     metrics = {"first_loss": sum(losses[:10]) / max(1, len(losses[:10])) if losses else None,
