@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=None,
                         help="token sampling temperature for generation (default: the model's)")
     parser.add_argument("--prompts", type=int, default=24)
+    parser.add_argument("--skip-prompts", type=int, default=0,
+                        help="start after this many test clips (a held-out set of prompts after tuning on the first)")
     parser.add_argument("--prompt-seconds", type=float, default=1.5)
     parser.add_argument("--total-seconds", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=2)
@@ -112,7 +114,10 @@ def main() -> None:
     mulan = MuLaN.from_pretrained(args.mulan).eval()
     rate = mulan.audio.sample_rate
     evaluator = MuLaNEvaluator(corpus, split="test", sample_rate=rate, seconds=args.total_seconds,
-                               max_clips=args.prompts, tags=("instrument",))
+                               max_clips=args.skip_prompts + args.prompts, tags=("instrument",))
+    k = args.skip_prompts
+    evaluator.audio, evaluator.mask = evaluator.audio[k:], evaluator.mask[k:]
+    evaluator.captions, evaluator.records_tags = evaluator.captions[k:], evaluator.records_tags[k:]
     n = evaluator.audio.shape[0]
     cut, total = int(args.prompt_seconds * rate), int(args.total_seconds * rate)
     generated = torch.zeros(n, total)
@@ -138,6 +143,7 @@ def main() -> None:
     continued = instrument_accuracy(evaluator, mulan, generated, span)
     report = {
         "benchmark": "soundstorm_quality", "codec": codec.describe(), "prompts": n,
+        "first_prompt": k,
         "prompt_seconds": args.prompt_seconds, "total_seconds": args.total_seconds,
         "soundstorm": {"parameters_M": round(model.net.num_parameters() / 1e6, 3), "train_s": round(train_s, 1),
                        "conformer": model.net.config.conformer, "lr": args.lr, "batch_size": args.batch_size,

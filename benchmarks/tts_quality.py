@@ -113,6 +113,8 @@ def main() -> None:
     parser.add_argument("--prompt-seconds", type=float, default=3.0)
     parser.add_argument("--steps", type=int, default=0, help="MaskGIT steps of the first level (0 = model's)")
     parser.add_argument("--alignment-clips", type=int, default=5)
+    parser.add_argument("--choice-temperature", type=float, default=None,
+                        help="SoundStorm MaskGIT choice noise (default: the model's own)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     try:  # fail before the work, not after it
@@ -133,6 +135,8 @@ def main() -> None:
         from soundweave.models.text_to_semantic import TextToSemantic
 
         model.attach_text_to_semantic(TextToSemantic.from_pretrained(args.text_to_semantic))
+    if args.choice_temperature is not None:
+        model.config.choice_temperature = args.choice_temperature
     codec, t2s = model.soundstream, model.text_to_semantic
     sr = codec.sample_rate
     held = (read_manifest(args.data, "test") + read_manifest(args.data, "valid"))[: args.n_eval]
@@ -210,6 +214,7 @@ def main() -> None:
              for k in range(min(args.alignment_clips, len(held)))]
     report = {
         "held_out_sentences": len(held),
+        "choice_temperature": model.config.choice_temperature,
         "wer": {"espeak_originals": round(wer(refs, hyp_a), 4), "codec_resynthesis": round(wer(refs, hyp_b), 4),
                 "tts": round(wer(refs, hyp_c), 4)},
         "wer_domain_lm": {k: round(wer(refs, v), 4) for k, v in closed_hyps.items()},
