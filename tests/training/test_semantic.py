@@ -126,7 +126,9 @@ def test_acoustic_stage_trains_with_semantic_and_mulan_conditioning(tiny_corpus,
     quantizer = MuLaNEmbedQuantizer(tiny_mulan(), conditioning_dims=(24, 24), namespaces=("semantic", "coarse"),
                                     rq_num_quantizers=2, codebook_size=8)
     result = train_acoustic_stage(tiny_corpus, codec, tmp_path / "ss", wav2vec=wav2vec, quantizer=quantizer,
-                                  steps=25, batch_size=4, seconds=1.0, dim=32, depth=1, progress=False)
+                                  steps=50, batch_size=4, seconds=1.0, dim=32, depth=1, progress=False)
+    # tied output heads start at the uniform loss (separate heads start above it and fall faster at first): 50 steps
+    # give 0.880 on 1 and 2 threads, default and AVX2 kernels (25 steps gave 0.956)
     check_margin("acoustic stage loss falls", result.metrics["last_loss"] / result.metrics["first_loss"], 0.95)
     assert result.metrics["semantic_ratio"] == 2 and result.namespace == "coarse"
     model = SoundStorm.from_pretrained(tmp_path / "ss")
