@@ -81,3 +81,8 @@ def test_demo_corpus_step(tmp_path):
     assert sr == 22050 and len(audio) == 255 * 256
     assert len(read_manifest(out / "synthetic-corpus")) >= 100
     assert "demo outputs are in" in result.stdout
+    # the README's main job run a second time into the same folder renders its corpus again instead of stopping
+    first = [(r.path, r.caption) for r in read_manifest(out / "synthetic-corpus")]
+    again = invoke("demo", "--only", "corpus", "--out", tmp_path / "demo")
+    assert again.exit_code == 0, again.output
+    assert [(r.path, r.caption) for r in read_manifest(out / "synthetic-corpus")] == first  # same seed, same clips

@@ -61,7 +61,8 @@ def corpus_demo(ctx: DemoContext) -> None:
 
     out = ctx.step_dir("corpus")
     corpus = out / "synthetic-corpus"
-    report = make_corpus(corpus, n=120, seconds=4.0, sr=22050, seed=ctx.seed, progress=True)
+    # the demo's own folder: a second run renders it again (same seed, same clips) rather than stopping
+    report = make_corpus(corpus, n=120, seconds=4.0, sr=22050, seed=ctx.seed, overwrite=True, progress=True)
     ctx.corpus = corpus
     ctx.add_output("corpus", f"{report.n} captioned clips ({report.renderer}), captions.jsonl", corpus)
     mel = MelImageCodec(x_res=256, y_res=128, hop_length=256)
