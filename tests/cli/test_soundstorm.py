@@ -153,3 +153,17 @@ def test_train_soundstorm_recipe_options_reach_the_model(tiny_corpus, codec_dir,
     assert model.config.level_probs is None and model.net.config.mask_embedding == "learned"
     assert not model.net.config.tie_embeddings and model.net.head_weight is not None
     assert model.config.choice_temperature == 0.0
+
+
+def test_train_soundstorm_cli_defaults_are_the_training_recipe():
+    # the command keeps torch out of its import, so its defaults are literals: they must stay the recipe's constants
+    import inspect
+
+    from soundweave.cli.soundstorm import train_soundstorm_cmd
+    from soundweave.training import soundstorm as recipe
+
+    params = inspect.signature(train_soundstorm_cmd).parameters
+    names = ("level0_share", "mask_embedding", "tie_embeddings", "choice_temperature")
+    assert {name: params[name].default.default for name in names} == {
+        "level0_share": recipe.LEVEL0_SHARE, "mask_embedding": recipe.MASK_EMBEDDING,
+        "tie_embeddings": recipe.TIE_EMBEDDINGS, "choice_temperature": recipe.CHOICE_TEMPERATURE}
