@@ -192,3 +192,25 @@ def test_mulan_only_baseline_and_errors():
         AudioLM(codec=full.codec, semantic_transformer=full.semantic, soundstorm=full.soundstorm)
     with pytest.raises(ConfigError, match="soundstorm"):
         AudioLM(wav2vec=full.wav2vec, codec=full.codec, semantic_transformer=full.semantic)
+
+
+def test_musiclm_acoustic_sampling_settings_per_call():
+    from soundweave import MusicLM
+
+    parts = Parts()
+    musiclm = MusicLM(parts.audio_lm, parts.quantizer)
+    storm = parts.soundstorm
+    assert storm.config.choice_temperature == 0.0
+    noisy = musiclm("a bright marimba", num_samples=2, seconds=0.5, seed=3, acoustic_choice_temperature=6.0,
+                    return_all=True)
+    plain = musiclm("a bright marimba", num_samples=2, seconds=0.5, seed=3, return_all=True)
+    # the per-call value is the stored default set for one call: same seed, same audio, config untouched
+    storm.config.choice_temperature = 6.0
+    stored = musiclm("a bright marimba", num_samples=2, seconds=0.5, seed=3, return_all=True)
+    storm.config.choice_temperature = 0.0
+    assert torch.equal(noisy.audio, stored.audio)
+    assert not torch.equal(noisy.audio, plain.audio), "choice noise 6 left the acoustic codes unchanged"
+    with pytest.raises(ConfigError, match="choice_temperature"):
+        musiclm("a bright marimba", num_samples=1, seconds=0.5, acoustic_choice_temperature=-1.0)
+    with pytest.raises(ConfigError, match="temperature"):
+        musiclm("a bright marimba", num_samples=1, seconds=0.5, acoustic_temperature=-1.0)

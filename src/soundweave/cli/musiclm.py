@@ -186,6 +186,10 @@ def generate_music_cmd(
         cond_scale: float = typer.Option(3.0, "--cond-scale", help="Classifier-free guidance scale (1 = off)."),
         temperature: float = typer.Option(0.95, "--temperature", help="Semantic sampling temperature."),
         top_k: int = typer.Option(0, "--top-k", help="Keep the k likeliest semantic tokens (0 = all)."),
+        choice_temperature: float = typer.Option(None, "--choice-temperature",
+                                                 help="SoundStorm's MaskGIT choice noise (default: the value "
+                                                      "stored with the model; 0 keeps the likeliest tokens, "
+                                                      "often one held tone)."),
         continue_: Path = typer.Option(None, "--continue", help="An audio file to continue (it starts the output)."),
         seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same music."),
         bf16: bool = typer.Option(False, "--bf16", help="Run the networks in bf16 autocast.")) -> None:
@@ -195,6 +199,8 @@ def generate_music_cmd(
     from ..pipelines.musiclm import MusicLM
     from ..runtime import pick_device
 
+    if choice_temperature is not None and not choice_temperature >= 0:
+        raise ConfigError(f"--choice-temperature must be >= 0, got {choice_temperature}")
     musiclm = MusicLM.from_pretrained(model, device=pick_device())
     prime = prime_sr = None
     if continue_ is not None:
@@ -202,7 +208,8 @@ def generate_music_cmd(
     with StageProgress() as progress:
         result = musiclm(prompt, num_samples=num_samples, seconds=seconds, cond_scale=cond_scale,
                          temperature=temperature, top_k=top_k or None, seed=seed, return_all=True, prime_wave=prime,
-                         prime_wave_sample_rate=prime_sr, precision="bf16" if bf16 else "fp32", callback=progress)
+                         prime_wave_sample_rate=prime_sr, precision="bf16" if bf16 else "fp32", callback=progress,
+                         acoustic_choice_temperature=choice_temperature)
     report = write_music(result, out, prime=prime, prime_sr=prime_sr)
     print_json(report)
     done(f"{num_samples} sample(s) for {prompt!r} (best first)", out)

@@ -87,15 +87,18 @@ class AudioLM:
                  acoustic_cond: torch.Tensor | None = None, prime_wave: torch.Tensor | None = None,
                  prime_wave_sample_rate: int | None = None, cond_scale: float = 3.0,
                  acoustic_cond_scale: float | None = None, temperature: float = 1.0, top_k: int | None = None,
-                 acoustic_temperature: float | None = None, soundstorm_steps=None,
-                 generator: torch.Generator | None = None, seed: int | None = None, precision: str = "fp32",
+                 acoustic_temperature: float | None = None, acoustic_choice_temperature: float | None = None,
+                 soundstorm_steps=None, generator: torch.Generator | None = None, seed: int | None = None,
+                 precision: str = "fp32",
                  callback: StageCallback | None = None, return_details: bool = False):
         """`batch_size` clips of `seconds` -> audio `(B, T)` at the codec's rate (or an `AudioLMOutput`).
 
         semantic_cond / acoustic_cond: conditioning tokens `(B|1, q, d)` for each stage (each its own
         namespace). prime_wave `(T,)` / `(1, T)` at `prime_wave_sample_rate`: continue it (the output starts
         with it). cond_scale: the semantic stage's classifier-free guidance; acoustic_cond_scale: SoundStorm's
-        (default: cond_scale when SoundStorm was trained with cond_drop_prob > 0, else 1).
+        (default: cond_scale when SoundStorm was trained with cond_drop_prob > 0, else 1). acoustic_temperature /
+        acoustic_choice_temperature: SoundStorm's token temperature and MaskGIT choice noise (default: the values
+        stored with the SoundStorm model).
         `callback(stage, done, total)` reports progress ("semantic", "acoustic").
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -145,7 +148,8 @@ class AudioLM:
             acoustic_cond_scale = 1.0
         codes = storm.generate(num_frames, batch_size=batch_size, cond_semantic_token_ids=semantic_ids,
                                prompt_acoustic_token_ids=prompt, cond=acoustic_cond, steps=soundstorm_steps,
-                               temperature=acoustic_temperature, cond_scale=acoustic_cond_scale, generator=generator,
+                               temperature=acoustic_temperature, choice_temperature=acoustic_choice_temperature,
+                               cond_scale=acoustic_cond_scale, generator=generator,
                                precision=precision, return_codes=True,
                                callback=None if callback is None else (lambda d, t: callback("acoustic", d, t)))
         timings["acoustic_s"] = time.perf_counter() - start
