@@ -113,11 +113,9 @@ def main() -> None:
         model = trained.model.eval()
     mulan = MuLaN.from_pretrained(args.mulan).eval()
     rate = mulan.audio.sample_rate
-    evaluator = MuLaNEvaluator(corpus, split="test", sample_rate=rate, seconds=args.total_seconds,
-                               max_clips=args.skip_prompts + args.prompts, tags=("instrument",))
     k = args.skip_prompts
-    evaluator.audio, evaluator.mask = evaluator.audio[k:], evaluator.mask[k:]
-    evaluator.captions, evaluator.records_tags = evaluator.captions[k:], evaluator.records_tags[k:]
+    evaluator = MuLaNEvaluator(corpus, split="test", sample_rate=rate, seconds=args.total_seconds,
+                               max_clips=args.prompts, first_clip=k, tags=("instrument",))
     n = evaluator.audio.shape[0]
     cut, total = int(args.prompt_seconds * rate), int(args.total_seconds * rate)
     generated = torch.zeros(n, total)

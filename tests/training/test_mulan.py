@@ -134,6 +134,24 @@ def test_clip_cache_and_evaluator(corpus):
     assert class_prompts("instrument", "piano")[0] == "piano"
 
 
+def test_evaluator_first_clip_starts_later_in_the_split(corpus):
+    from soundweave.training.mulan import MuLaNEvaluator
+
+    whole = MuLaNEvaluator(corpus, split="train", seconds=1.0, max_clips=None)
+    later = MuLaNEvaluator(corpus, split="train", seconds=1.0, max_clips=3, first_clip=2)
+    assert later.audio.shape[0] == 3 and later.captions == whole.captions[2:5]
+    assert torch.equal(later.audio, whole.audio[2:5])
+    assert later.classes == whole.classes  # the class lists come from the whole corpus, not the slice
+    n = whole.audio.shape[0]
+    tail = MuLaNEvaluator(corpus, split="train", seconds=1.0, max_clips=10, first_clip=n - 2)
+    assert tail.captions == whole.captions[-2:]
+    with pytest.raises(DataError, match="first_clip"):
+        MuLaNEvaluator(corpus, split="train", seconds=1.0, first_clip=n)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="first_clip"):
+            MuLaNEvaluator(corpus, split="train", seconds=1.0, first_clip=bad)
+
+
 def test_bad_training_config(tmp_path):
     with pytest.raises(ConfigError):
         MuLaNTrainConfig(data="x", out="y", batch_size=1)

@@ -323,7 +323,8 @@ class MuLaNEvaluator:
     """Retrieval (text->audio and audio->text R@1/5/10) and zero-shot tag accuracy on one split.
 
     Clips are loaded once (start window of `seconds`, or whole clips up to the AST's max length when
-    None); captions and class prompts go through `text_cache` when the text tower is frozen.
+    None): `max_clips` of the split starting at clip `first_clip` (e.g. a held-out set of prompts after the
+    ones used for tuning). Captions and class prompts go through `text_cache` when the text tower is frozen.
     """
 
     def __init__(
@@ -335,20 +336,26 @@ class MuLaNEvaluator:
         max_clips: int | None = 200,
         batch_size: int = 32,
         tags: Sequence[str] = ZERO_SHOT_TAGS,
+        first_clip: int = 0,
     ):
-        if is_stream(data):  # the first max_clips clips of the split's stream, in shard order
+        if isinstance(first_clip, bool) or not isinstance(first_clip, int) or first_clip < 0:
+            raise ConfigError(f"first_clip must be a non-negative integer, got {first_clip!r}")
+        if is_stream(data):  # max_clips clips of the split's stream from first_clip on, in shard order
             stream = open_stream(str(data), split, sample_rate=sample_rate, seconds=seconds, crop="start",
                                  shuffle=False, split_nodes=False)
-            items = list(itertools.islice(stream, max_clips))
+            items = list(itertools.islice(stream, first_clip, None if max_clips is None else first_clip + max_clips))
             if not items:
-                raise DataError(f"the {split!r} stream of {str(data)!r} is empty")
+                raise DataError(f"the {split!r} stream of {str(data)!r} has no clips from clip {first_clip} on")
             all_tags = [item["tags"] for item in items]
         else:
             self.dataset = CaptionedAudioDataset(
                 data, split=split, sample_rate=sample_rate, seconds=seconds, crop="start"
             )
-            n = len(self.dataset) if max_clips is None else min(max_clips, len(self.dataset))
-            items = [self.dataset[i] for i in range(n)]
+            end = len(self.dataset) if max_clips is None else min(first_clip + max_clips, len(self.dataset))
+            if first_clip >= len(self.dataset):
+                raise DataError(f"first_clip={first_clip} but the {split!r} split of {str(data)!r} has "
+                                f"{len(self.dataset)} clips")
+            items = [self.dataset[i] for i in range(first_clip, end)]
             all_tags = [r.tags for r in read_manifest(data)]
         batch = collate_audio(items)
         self.audio, self.mask = batch["audio"], batch["mask"]
