@@ -74,6 +74,41 @@ def test_save_load_and_soundstorm(tmp_path):
                                                                                        dim_head=16)), soundstream=again)
 
 
+def test_decoding_clips_each_band_to_the_fitted_range_and_old_folders_load_unclipped(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    codec = SpectralCodec(**SMALL)
+    clips = [tone(f, 1.0, 8000) for f in (220, 330, 440, 660, 880)] + [0.1 * torch.randn(8000)]
+    codec.fit(clips, iters=5, generator=torch.Generator().manual_seed(0))
+    frames = torch.cat([codec.log_mel(c[None])[0] for c in clips])
+    assert torch.allclose(codec.frame_max, frames.max(0).values)  # fit saw all these frames (< max_frames)
+    # a combination no real frame has: every level's loudest code in every band
+    loud = torch.stack([codec.codebooks[q].sum(-1).argmax() for q in range(3)])[None, None].expand(1, 20, 3)
+    raw = sum(codec.codebooks[q][loud[..., q]] for q in range(3))
+    clipped = codec.codes_to_frames(loud)
+    assert (clipped <= codec.frame_max + 1e-6).all() and (raw > codec.frame_max).any()
+    assert torch.equal(clipped, torch.minimum(raw, codec.frame_max))
+    # real frames' codes lose nothing they had inside the range
+    codes = codec.encode(torch.stack(clips[:2]))
+    inside = sum(codec.codebooks[q][codes[..., q]] for q in range(3))
+    keep = inside <= codec.frame_max
+    assert torch.equal(codec.codes_to_frames(codes)[keep], inside[keep])
+    # saved and loaded with the codec; a folder from before frame_max existed loads and decodes unclipped
+    codec.save_pretrained(tmp_path / "codec")
+    assert torch.equal(load_codec(tmp_path / "codec").frame_max, codec.frame_max)
+    weights = load_file(tmp_path / "codec" / "model.safetensors")
+    del weights["frame_max"]
+    save_file(weights, tmp_path / "codec" / "model.safetensors")
+    old = load_codec(tmp_path / "codec")
+    assert torch.isinf(old.frame_max).all() and torch.equal(old.codes_to_frames(loud), raw)
+    assert torch.equal(codec.first_levels(2).frame_max, codec.frame_max)
+    # other missing weights are still an error
+    del weights["codebooks"]
+    save_file(weights, tmp_path / "codec" / "model.safetensors")
+    with pytest.raises(CheckpointError, match="codebooks"):
+        load_codec(tmp_path / "codec")
+
+
 def test_first_levels_is_the_lower_bitrate_codec_and_fits_a_smaller_soundstorm(tmp_path):
     codec = fitted()
     two = codec.first_levels(2)

@@ -192,6 +192,9 @@ class PretrainedModel(nn.Module):
     """
 
     config: Any
+    # state-dict keys an older folder may lack (the model keeps their initial values); anything else missing
+    # is a CheckpointError
+    optional_weights: ClassVar[tuple[str, ...]] = ()
 
     _model_name: ClassVar[str] = ""
 
@@ -256,6 +259,7 @@ class PretrainedModel(nn.Module):
             missing, unexpected = load_model(model, str(weights), strict=False)
         except (SafetensorError, RuntimeError, OSError) as exc:
             raise CheckpointError(f"could not read weights {str(weights)!r}: {exc}") from exc
+        missing = [k for k in missing if k not in target.optional_weights]
         if strict and (missing or unexpected):
             raise CheckpointError(
                 f"weights in {str(weights)!r} do not match {target.__name__}: "

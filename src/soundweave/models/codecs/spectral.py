@@ -16,6 +16,13 @@ Level 0 carries the coarse spectrum and each further level refines it, so fewer 
 bitrate with the same model. Decoding sums the codes into a log-mel frame, turns mel into a linear
 magnitude by non-negative least squares and finds a phase by fast Griffin-Lim (Perraudin et al. 2013).
 
+A generator (SoundStorm, MusicLM, text to speech) can emit code combinations no real frame has: residuals
+fitted under one level-0 code added to another. Their sums overshoot in a few bands - on a SoundStorm
+continuation, log-mel peaks of 8.4 where the corpus never exceeds 2.9, heard as loud broadband bursts (RMS 16
+against 0.17 for the real clip). So `fit` also stores each mel band's largest log value in the fitted frames
+(`frame_max`) and decoding clips every band to it. A folder written before `frame_max` existed loads without
+it and decodes unclipped, as it did.
+
 Distances are Euclidean on the log-mel values (natural log of the magnitude mel, floored at `log_floor`),
 the same scale as soundweave's mel distance metric.
 """
@@ -86,6 +93,8 @@ class SpectralCodec(Codec, PretrainedModel):
     and Perraudin, Balazs & Sondergaard (2013) for the (fast) phase reconstruction.
     """
 
+    optional_weights = ("frame_max",)  # folders saved before the decoding ceiling existed load unclipped
+
     def __init__(self, **kwargs):
         super().__init__()
         self.config = c = SpectralCodecConfig(**kwargs)
@@ -94,6 +103,8 @@ class SpectralCodec(Codec, PretrainedModel):
         books = 0.5 * torch.randn(c.num_quantizers, c.codebook_size, c.n_mels, generator=g)
         books[0] += torch.log(torch.tensor(c.log_floor)) / 2
         self.register_buffer("codebooks", books)  # (Q, K, n_mels), persistent: saved with the model
+        # per-band ceiling of decoded log-mel frames, set by `fit` (+inf: unclipped, e.g. an older folder)
+        self.register_buffer("frame_max", torch.full((c.n_mels,), float("inf")))
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
         filters = mel_filterbank(c.sample_rate, c.n_fft, c.n_mels)
         self.register_buffer("filters", filters, persistent=False)  # (n_mels, bins)
@@ -148,11 +159,12 @@ class SpectralCodec(Codec, PretrainedModel):
         return total.reshape(frames.shape), torch.stack(codes, dim=-1).reshape(*frames.shape[:-1], q)
 
     def codes_to_frames(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, N, Q') with Q' <= Q -> log-mel frames (B, N, M): the sum of the first Q' levels' codes."""
+        """(B, N, Q') with Q' <= Q -> log-mel frames (B, N, M): the sum of the first Q' levels' codes, each band
+        clipped to the largest value `fit` saw in it (`frame_max`)."""
         total = 0
         for level in range(codes.shape[-1]):
             total = total + self.codebooks[level][codes[..., level]]
-        return total
+        return torch.minimum(total, self.frame_max.to(total.dtype))
 
     @torch.no_grad()
     def fit(self, clips, iters: int = 10, max_frames: int = 200_000, generator: torch.Generator | None = None
@@ -170,6 +182,7 @@ class SpectralCodec(Codec, PretrainedModel):
         if points.shape[0] > max_frames:
             points = points[torch.randperm(points.shape[0], generator=generator)[:max_frames]]
         c = self.config
+        self.frame_max.copy_(points.max(0).values.to(self.frame_max))
         self.codebooks.copy_(residual_kmeans(points, c.num_quantizers, c.codebook_size, iters,
                                              generator=generator).to(self.codebooks))
         check = points[torch.randperm(points.shape[0], generator=generator)[:REPORT_FRAMES]]
@@ -186,6 +199,7 @@ class SpectralCodec(Codec, PretrainedModel):
         q = self._check_num_quantizers(num_quantizers)
         smaller = type(self)(**{**self.get_config(), "num_quantizers": q})
         smaller.codebooks.copy_(self.codebooks[:q])
+        smaller.frame_max.copy_(self.frame_max)
         return smaller.to(self.device)
 
     # -- synthesis ------------------------------------------------------------------------------------------
