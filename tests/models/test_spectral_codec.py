@@ -102,6 +102,15 @@ def test_decoding_clips_each_band_to_the_fitted_range_and_old_folders_load_uncli
     old = load_codec(tmp_path / "codec")
     assert torch.isinf(old.frame_max).all() and torch.equal(old.codes_to_frames(loud), raw)
     assert torch.equal(codec.first_levels(2).frame_max, codec.frame_max)
+    # the same inside a model that holds the codec (a SoundStorm saved before frame_max existed)
+    from soundweave import ConformerWrapper
+
+    net = ConformerWrapper(codebook_size=16, num_quantizers=3, conformer=dict(dim=32, depth=1, heads=2, dim_head=16))
+    SoundStorm(net, soundstream=codec).save_pretrained(tmp_path / "storm")
+    storm_weights = load_file(tmp_path / "storm" / "model.safetensors")
+    del storm_weights["soundstream.frame_max"]
+    save_file(storm_weights, tmp_path / "storm" / "model.safetensors")
+    assert torch.isinf(SoundStorm.from_pretrained(tmp_path / "storm").soundstream.frame_max).all()
     # other missing weights are still an error
     del weights["codebooks"]
     save_file(weights, tmp_path / "codec" / "model.safetensors")

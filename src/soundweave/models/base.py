@@ -192,8 +192,8 @@ class PretrainedModel(nn.Module):
     """
 
     config: Any
-    # state-dict keys an older folder may lack (the model keeps their initial values); anything else missing
-    # is a CheckpointError
+    # state-dict keys an older folder may lack (the model keeps their initial values), also where the class is a
+    # part of the model loaded (a codec inside a SoundStorm); anything else missing is a CheckpointError
     optional_weights: ClassVar[tuple[str, ...]] = ()
 
     _model_name: ClassVar[str] = ""
@@ -259,7 +259,9 @@ class PretrainedModel(nn.Module):
             missing, unexpected = load_model(model, str(weights), strict=False)
         except (SafetensorError, RuntimeError, OSError) as exc:
             raise CheckpointError(f"could not read weights {str(weights)!r}: {exc}") from exc
-        missing = [k for k in missing if k not in target.optional_weights]
+        optional = {f"{name}.{key}" if name else key for name, module in model.named_modules()
+                    for key in getattr(type(module), "optional_weights", ())}
+        missing = [k for k in missing if k not in optional]
         if strict and (missing or unexpected):
             raise CheckpointError(
                 f"weights in {str(weights)!r} do not match {target.__name__}: "
