@@ -102,6 +102,10 @@ def test_decoding_clips_each_band_to_the_fitted_range_and_old_folders_load_uncli
     old = load_codec(tmp_path / "codec")
     assert torch.isinf(old.frame_max).all() and torch.equal(old.codes_to_frames(loud), raw)
     assert torch.equal(codec.first_levels(2).frame_max, codec.frame_max)
+    books = old.codebooks.clone()
+    assert torch.allclose(old.fit_frame_max(clips), codec.frame_max) and torch.equal(old.codebooks, books)
+    with pytest.raises(ShapeError, match="non-empty"):
+        old.fit_frame_max([torch.zeros(0)])
     # the same inside a model that holds the codec (a SoundStorm saved before frame_max existed)
     from soundweave import ConformerWrapper
 

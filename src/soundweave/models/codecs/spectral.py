@@ -21,7 +21,7 @@ fitted under one level-0 code added to another. Their sums overshoot in a few ba
 continuation, log-mel peaks of 8.4 where the corpus never exceeds 2.9, heard as loud broadband bursts (RMS 16
 against 0.17 for the real clip). So `fit` also stores each mel band's largest log value in the fitted frames
 (`frame_max`) and decoding clips every band to it. A folder written before `frame_max` existed loads without
-it and decodes unclipped, as it did.
+it and decodes unclipped, as it did, until `fit_frame_max(clips)` sets the ceiling alone.
 
 Distances are Euclidean on the log-mel values (natural log of the magnitude mel, floored at `log_floor`),
 the same scale as soundweave's mel distance metric.
@@ -190,6 +190,18 @@ class SpectralCodec(Codec, PretrainedModel):
         one = self.codes_to_frames(codes[..., :1])
         return {"frames": int(points.shape[0]), "error_1_level": float((one[0] - check).abs().mean()),
                 "error_all_levels": float((full[0] - check).abs().mean())}
+
+    @torch.no_grad()
+    def fit_frame_max(self, clips) -> torch.Tensor:
+        """Set only the decoding ceiling (`frame_max`, each band's largest log-mel value) from `clips`, as `fit`
+        does - for a folder saved before the ceiling existed, whose codebooks should stay as they are."""
+        if isinstance(clips, torch.Tensor):
+            clips = list(clips) if clips.ndim == 2 else [clips]
+        peaks = [self.log_mel(self._prepare_audio(clip))[0].max(0).values for clip in clips if clip.numel()]
+        if not peaks:
+            raise ShapeError("fit_frame_max needs at least one non-empty clip")
+        self.frame_max.copy_(torch.stack(peaks).max(0).values.to(self.frame_max))
+        return self.frame_max
 
     def first_levels(self, num_quantizers: int) -> SpectralCodec:
         """A new codec made of this one's first `num_quantizers` levels: the same analysis and decoder, the first
