@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--prompts-per-instrument", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="SoundStorm top-k for generation (default: the model's own; 0 = all codes)")
     parser.add_argument("--choice-temperature", type=float, default=None,
                         help="SoundStorm MaskGIT choice noise for generation (default: each trained stage's own)")
     args = parser.parse_args()
@@ -213,6 +215,9 @@ def main() -> None:
     if args.choice_temperature is not None:
         for stage in stages.values():
             stage.config.choice_temperature = args.choice_temperature
+    if args.top_k is not None:
+        for stage in stages.values():
+            stage.config.top_k = args.top_k or None
     storm = stages["soundstorm"]
     full = MusicLM(AudioLM(wav2vec=wav2vec, codec=codec, semantic_transformer=semantic, soundstorm=storm), quantizer)
     no_semantic = MusicLM(AudioLM(codec=codec, soundstorm=stages["soundstorm-mulan-only"]), quantizer)
@@ -273,6 +278,7 @@ def main() -> None:
         "prompts": len(prompts), "num_samples": args.num_samples, "seconds": args.seconds,
         "results": results,
         "choice_temperature": {k: v.config.choice_temperature for k, v in stages.items()},
+        "top_k": {k: v.config.top_k for k, v in stages.items()},
         "scorer_on_real_test_clips": {"instrument_accuracy": round(real_acc, 4),
                                       "mcc_own_captions": round(float((real_latents * real_text).sum(-1).mean()), 4),
                                       "clips": len(real_items)},

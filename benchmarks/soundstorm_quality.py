@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop-seconds", type=float, default=2.0)
     parser.add_argument("--soundstorm", type=Path, default=None, help="a trained SoundStorm (skips training)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="SoundStorm top-k for generation (default: the model's own; 0 = all codes)")
     parser.add_argument("--choice-temperature", type=float, default=None,
                         help="MaskGIT choice noise for generation (default: the model's)")
     parser.add_argument("--level0-share", type=float, default=LEVEL0_SHARE,
@@ -111,6 +113,8 @@ def main() -> None:
                                    level_probs=level_probs_for(args.level0_share or None, codec.num_quantizers))
         train_s = time.perf_counter() - start
         model = trained.model.eval()
+    if args.top_k is not None:
+        model.config.top_k = args.top_k or None
     mulan = MuLaN.from_pretrained(args.mulan).eval()
     rate = mulan.audio.sample_rate
     k = args.skip_prompts
@@ -151,6 +155,7 @@ def main() -> None:
                            **{k: round(v, 4) for k, v in trained.metrics.items()}} if trained else
                           {"model": str(args.soundstorm)})},
         "level_probs": model.config.level_probs,
+        "top_k": model.config.top_k,
         "choice_temperature": args.choice_temperature if args.choice_temperature is not None
         else model.config.choice_temperature,
         "temperature": args.temperature if args.temperature is not None else model.config.temperature,

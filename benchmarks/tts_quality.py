@@ -116,6 +116,8 @@ def main() -> None:
     parser.add_argument("--prompt-seconds", type=float, default=3.0)
     parser.add_argument("--steps", type=int, default=0, help="MaskGIT steps of the first level (0 = model's)")
     parser.add_argument("--alignment-clips", type=int, default=5)
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="SoundStorm top-k for generation (default: the model's own; 0 = all codes)")
     parser.add_argument("--choice-temperature", type=float, default=None,
                         help="SoundStorm MaskGIT choice noise (default: the model's own)")
     parser.add_argument("--codec-domain-classifier", action=argparse.BooleanOptionalAction, default=True,
@@ -142,6 +144,8 @@ def main() -> None:
         model.attach_text_to_semantic(TextToSemantic.from_pretrained(args.text_to_semantic))
     if args.choice_temperature is not None:
         model.config.choice_temperature = args.choice_temperature
+    if args.top_k is not None:
+        model.config.top_k = args.top_k or None
     codec, t2s = model.soundstream, model.text_to_semantic
     sr = codec.sample_rate
     held = (read_manifest(args.data, "test") + read_manifest(args.data, "valid"))[: args.n_eval]
@@ -232,6 +236,7 @@ def main() -> None:
     report = {
         "held_out_sentences": len(held),
         "choice_temperature": model.config.choice_temperature,
+        "top_k": model.config.top_k,
         "wer": {"espeak_originals": round(wer(refs, hyp_a), 4), "codec_resynthesis": round(wer(refs, hyp_b), 4),
                 "tts": round(wer(refs, hyp_c), 4)},
         "wer_domain_lm": {k: round(wer(refs, v), 4) for k, v in closed_hyps.items()},

@@ -65,6 +65,11 @@ def test_train_and_generate_music_end_to_end(tiny_corpus, tmp_path):
                    "--out", greedy, "--seed", 7, "--choice-temperature", 0)
     assert r.exit_code == 0, r.output
     assert not torch.equal(load(out / "music-0.wav")[0], load(greedy / "music-0.wav")[0])
+    picky = tmp_path / "picky"
+    r = invoke_cli("generate", "music", "a slow piano melody", "--model", model, "--seconds", 1, "--num-samples", 3,
+                   "--out", picky, "--seed", 7, "--acoustic-top-k", 1)
+    assert r.exit_code == 0, r.output
+    assert not torch.equal(load(out / "music-0.wav")[0], load(picky / "music-0.wav")[0])
 
 
 def test_generate_music_errors(tmp_path):
@@ -74,6 +79,8 @@ def test_generate_music_errors(tmp_path):
     assert isinstance(r.exception, CheckpointError) and "does not exist" in str(r.exception)
     r = invoke_cli("generate", "music", "drums", "--model", tmp_path / "missing", "--choice-temperature", -1)
     assert isinstance(r.exception, ConfigError) and "--choice-temperature" in str(r.exception)
+    r = invoke_cli("generate", "music", "drums", "--model", tmp_path / "missing", "--acoustic-top-k", -1)
+    assert isinstance(r.exception, ConfigError) and "--acoustic-top-k" in str(r.exception)
     (tmp_path / "empty").mkdir()
     r = invoke_cli("generate", "music", "drums", "--model", tmp_path / "empty")
     assert isinstance(r.exception, CheckpointError) and "mulan_quantizer" in str(r.exception)

@@ -61,6 +61,23 @@ def test_generate_writes_audio_and_continues_a_prompt(trained, tiny_corpus, tmp_
     assert np.array_equal(np.load(tmp_path / "b" / "soundstorm-00.npy")[:20], expected)  # the prompt is kept
 
 
+def test_generate_sampling_options_are_this_calls_sampling(trained, tmp_path):
+    from soundweave import SoundStorm
+
+    model = SoundStorm.from_pretrained(trained)
+    for args, kwargs in (((), {}), (("--top-k", 1), {"top_k": 1}),
+                         (("--choice-temperature", 0, "--top-k", 0), {"choice_temperature": 0.0, "top_k": 0})):
+        out = tmp_path / f"s{len(args)}"
+        result = invoke("generate", "soundstorm", "--model", trained, "--seconds", 0.4, "--out", out, "--seed", 3,
+                        "--codes", *args)
+        assert result.exit_code == 0, result.output
+        expected = model.generate(20, seed=3, return_codes=True, **kwargs)[0].numpy()
+        assert np.array_equal(np.load(out / "soundstorm-00.npy"), expected), args
+    for args, message in ((("--top-k", -2), "--top-k"), (("--choice-temperature", -3), "--choice-temperature")):
+        result = invoke("generate", "soundstorm", "--model", tmp_path / "missing", "--out", tmp_path, *args)
+        assert isinstance(result.exception, SoundweaveError) and message in str(result.exception)
+
+
 def test_bad_input_gives_one_error_line(trained, tmp_path):
     for args in (["--model", tmp_path / "missing", "--out", tmp_path],
                  ["--model", trained, "--out", tmp_path, "--seconds", 0.2, "--prompt", tmp_path / "no.wav"],
@@ -132,7 +149,8 @@ def test_codec_step_fits_on_fresh_clips_and_soundstorm_models_its_first_8_levels
 
 @pytest.mark.parametrize("args, message", [(("--level0-share", "1.5"), "--level0-share"),
                                            (("--mask-embedding", "random"), "--mask-embedding"),
-                                           (("--choice-temperature", "-1"), "--choice-temperature")])
+                                           (("--choice-temperature", "-1"), "--choice-temperature"),
+                                           (("--top-k", "-1"), "--top-k")])
 def test_train_soundstorm_refuses_a_bad_recipe_before_any_work(args, message, tiny_corpus, codec_dir, tmp_path):
     out = tmp_path / "never"
     result = invoke("train", "soundstorm", "--data", tiny_corpus, "--codec", codec_dir, "--out", out, "--steps", 1,
@@ -147,12 +165,12 @@ def test_train_soundstorm_recipe_options_reach_the_model(tiny_corpus, codec_dir,
     result = invoke("train", "soundstorm", "--data", tiny_corpus, "--codec", codec_dir, "--out", out, "--steps", 1,
                     "--batch-size", 2, "--seconds", 0.5, "--preset", "tiny", "--dim", 32, "--depth", 1,
                     "--level0-share", 0, "--mask-embedding", "learned", "--no-tie-embeddings",
-                    "--choice-temperature", 0, "--save-every", 0)
+                    "--choice-temperature", 0, "--top-k", 20, "--save-every", 0)
     assert result.exit_code == 0, result.output
     model = SoundStorm.from_pretrained(out)
     assert model.config.level_probs is None and model.net.config.mask_embedding == "learned"
     assert not model.net.config.tie_embeddings and model.net.head_weight is not None
-    assert model.config.choice_temperature == 0.0
+    assert model.config.choice_temperature == 0.0 and model.config.top_k == 20
 
 
 def test_train_soundstorm_cli_defaults_are_the_training_recipe():
@@ -163,7 +181,8 @@ def test_train_soundstorm_cli_defaults_are_the_training_recipe():
     from soundweave.training import soundstorm as recipe
 
     params = inspect.signature(train_soundstorm_cmd).parameters
-    names = ("level0_share", "mask_embedding", "tie_embeddings", "choice_temperature")
+    names = ("level0_share", "mask_embedding", "tie_embeddings", "choice_temperature", "top_k")
     assert {name: params[name].default.default for name in names} == {
         "level0_share": recipe.LEVEL0_SHARE, "mask_embedding": recipe.MASK_EMBEDDING,
-        "tie_embeddings": recipe.TIE_EMBEDDINGS, "choice_temperature": recipe.CHOICE_TEMPERATURE}
+        "tie_embeddings": recipe.TIE_EMBEDDINGS, "choice_temperature": recipe.CHOICE_TEMPERATURE,
+        "top_k": recipe.TOP_K or 0}

@@ -32,6 +32,23 @@ def test_speech_cli_end_to_end(tmp_path):
     info = parse_json(result.stdout)
     assert [Path(p).name for p in info["outputs"]] == ["speech-00.wav", "speech-01.wav", "speech-spectrograms.png"]
     assert all(Path(p).is_file() for p in info["outputs"])
+    # this call's sampling: the same seed with --top-k 1 --choice-temperature 0 is the model's call with those
+    import torch
+
+    from soundweave import SoundStorm
+    from soundweave.audio import load
+
+    result = invoke_cli("generate", "speech", "hello there", "--model", tts, "--voice", voice, "--out", out / "k1",
+                        "--steps", 2, "--top-k", 1, "--choice-temperature", 0, "--seed", 4, "--no-spectrograms")
+    assert result.exit_code == 0, result.output
+    model = SoundStorm.from_pretrained(tts)
+    prompt = load(voice, sr=model.soundstream.sample_rate)[0][None, : 3 * model.soundstream.sample_rate]
+    expected = model.generate(texts=["hello there"], prompt_audio=prompt, seed=4, steps=2, top_k=1,
+                              choice_temperature=0.0)[0]
+    got = load(out / "k1" / "speech-00.wav")[0]
+    assert got.shape == expected.shape and torch.allclose(got, expected.float(), atol=1e-4)
+    result = invoke_cli("generate", "speech", "hi", "--model", tts, "--top-k", -4)
+    assert "--top-k" in str(result.exception)
 
 
 def test_bad_semantic_option_is_one_line_error(tmp_path):

@@ -151,6 +151,32 @@ def test_prompt_stays_unchanged_and_generation_is_seeded():
     assert one.shape == (3, 12, 3) and (one[:, :5] == prompt[0]).all()
 
 
+def test_top_k_per_call_or_stored_and_persisted(tmp_path):
+    model = SoundStorm(tiny_net(), steps=4, temperature=5.0)
+    assert model.config.top_k is None
+    prompt = torch.randint(0, 16, (2, 4, 3))
+    plain = model.generate(16, prompt_acoustic_token_ids=prompt, seed=1)
+    picky = model.generate(16, prompt_acoustic_token_ids=prompt, seed=1, top_k=2)
+    assert not torch.equal(plain, picky)
+    stored = SoundStorm(model.net, steps=4, temperature=5.0, top_k=2)
+    assert torch.equal(stored.generate(16, prompt_acoustic_token_ids=prompt, seed=1), picky)
+    stored.save_pretrained(tmp_path / "m")
+    again = SoundStorm.from_pretrained(tmp_path / "m")
+    assert again.config.top_k == 2
+    assert torch.equal(again.generate(16, prompt_acoustic_token_ids=prompt, seed=1), picky)
+    # top_k=1 leaves only the argmax of every position: temperature makes no difference
+    hot = model.generate(16, prompt_acoustic_token_ids=prompt, seed=1, top_k=1)
+    assert torch.equal(hot, model.generate(16, prompt_acoustic_token_ids=prompt, seed=2, top_k=1))
+    # top_k=0 in a call: all codes, whatever the model stores
+    assert torch.equal(stored.generate(16, prompt_acoustic_token_ids=prompt, seed=1, top_k=0), plain)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ConfigError, match="top_k"):
+            model.generate(16, top_k=bad)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="top_k"):
+            SoundStorm(model.net, top_k=bad)
+
+
 def test_padded_frames_never_influence_real_frames():
     net = tiny_net(conformer=dict(dim=32, depth=2, heads=2, dim_head=16, conv_kernel_size=7),
                    num_semantic_token_ids=7, semantic_ratio=1)

@@ -210,6 +210,13 @@ def test_musiclm_acoustic_sampling_settings_per_call():
     storm.config.choice_temperature = 0.0
     assert torch.equal(noisy.audio, stored.audio)
     assert not torch.equal(noisy.audio, plain.audio), "choice noise 6 left the acoustic codes unchanged"
+    storm.config.top_k = 2
+    stored_k = musiclm("a bright marimba", num_samples=2, seconds=0.5, seed=3, return_all=True)
+    storm.config.top_k = None
+    per_call_k = musiclm("a bright marimba", num_samples=2, seconds=0.5, seed=3, acoustic_top_k=2, return_all=True)
+    assert torch.equal(stored_k.audio, per_call_k.audio) and not torch.equal(per_call_k.audio, plain.audio)
+    with pytest.raises(ConfigError, match="top_k"):
+        musiclm("a bright marimba", num_samples=1, seconds=0.5, acoustic_top_k=-1)
     with pytest.raises(ConfigError, match="choice_temperature"):
         musiclm("a bright marimba", num_samples=1, seconds=0.5, acoustic_choice_temperature=-1.0)
     with pytest.raises(ConfigError, match="temperature"):

@@ -202,3 +202,28 @@ def test_choice_noise_keeps_a_peaked_model_from_committing_one_token_everywhere(
     check_margin("maskgit.choice_noise.zero_share_noisy_vs_plain_minus_0.3", share_noisy, share_plain - 0.3)
     with pytest.raises(ConfigError):
         maskgit_decode(logits_fn, tokens, fill, mask_id=8, steps=8, choice_temperature=-1.0)
+
+
+def test_top_k_draws_only_among_the_k_likeliest_tokens_of_each_position():
+    torch.manual_seed(0)
+    table = torch.randn(3, 40, 12) * 3  # fixed logits per (row, position), whatever the tokens are
+
+    def logits_fn(tokens):
+        return table
+
+    tokens, fill = torch.zeros(3, 40, dtype=torch.long), torch.ones(3, 40, dtype=torch.bool)
+    top3 = table.topk(3, dim=-1).indices
+    out = maskgit_decode(logits_fn, tokens, fill, mask_id=12, steps=6, temperature=50.0, choice_temperature=4.0,
+                         top_k=3, generator=torch.Generator().manual_seed(1))
+    assert (out[..., None] == top3).any(-1).all()
+    # without top-k the same hot sampling leaves the top 3 (the check above can fail)
+    wide = maskgit_decode(logits_fn, tokens, fill, mask_id=12, steps=6, temperature=50.0, choice_temperature=4.0,
+                          generator=torch.Generator().manual_seed(1))
+    assert not (wide[..., None] == top3).any(-1).all()
+    # k >= C is no filter: identical to None
+    same = maskgit_decode(logits_fn, tokens, fill, mask_id=12, steps=6, temperature=50.0, choice_temperature=4.0,
+                          top_k=12, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(same, wide)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ConfigError, match="top_k"):
+            maskgit_decode(logits_fn, tokens, fill, mask_id=12, steps=6, top_k=bad)

@@ -190,6 +190,9 @@ def generate_music_cmd(
                                                  help="SoundStorm's MaskGIT choice noise (default: the value "
                                                       "stored with the model; 0 keeps the likeliest tokens, "
                                                       "often one held tone)."),
+        acoustic_top_k: int = typer.Option(None, "--acoustic-top-k",
+                                           help="SoundStorm's top-k (default: the value stored with the model; "
+                                                "0 = all codes)."),
         continue_: Path = typer.Option(None, "--continue", help="An audio file to continue (it starts the output)."),
         seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same music."),
         bf16: bool = typer.Option(False, "--bf16", help="Run the networks in bf16 autocast.")) -> None:
@@ -201,6 +204,8 @@ def generate_music_cmd(
 
     if choice_temperature is not None and not choice_temperature >= 0:
         raise ConfigError(f"--choice-temperature must be >= 0, got {choice_temperature}")
+    if acoustic_top_k is not None and acoustic_top_k < 0:
+        raise ConfigError(f"--acoustic-top-k must be >= 0 (0 = all codes), got {acoustic_top_k}")
     musiclm = MusicLM.from_pretrained(model, device=pick_device())
     prime = prime_sr = None
     if continue_ is not None:
@@ -209,7 +214,7 @@ def generate_music_cmd(
         result = musiclm(prompt, num_samples=num_samples, seconds=seconds, cond_scale=cond_scale,
                          temperature=temperature, top_k=top_k or None, seed=seed, return_all=True, prime_wave=prime,
                          prime_wave_sample_rate=prime_sr, precision="bf16" if bf16 else "fp32", callback=progress,
-                         acoustic_choice_temperature=choice_temperature)
+                         acoustic_choice_temperature=choice_temperature, acoustic_top_k=acoustic_top_k)
     report = write_music(result, out, prime=prime, prime_sr=prime_sr)
     print_json(report)
     done(f"{num_samples} sample(s) for {prompt!r} (best first)", out)

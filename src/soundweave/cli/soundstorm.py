@@ -52,6 +52,8 @@ def train_soundstorm_cmd(
         choice_temperature: float = typer.Option(6.0, "--choice-temperature", help="MaskGIT choice noise stored "
                                                  "as the model's generation default (0 = keep the most confident "
                                                  "tokens, which a small model fills with one held code)."),
+        top_k: int = typer.Option(0, "--top-k", help="Top-k stored as the model's generation default: sample "
+                                  "each token among its level's k likeliest codes (0 = all codes)."),
         semantic: str = typer.Option("none", "--semantic", help="Conditioning units: 'none'; 'phonemes' (a "
                                      "speech corpus from `soundweave data speech`: its time-aligned phonemes); or a "
                                      "SemanticTokenizer folder (MusicLM: `soundweave train semantic-tokenizer`)."),
@@ -76,8 +78,10 @@ def train_soundstorm_cmd(
         raise ConfigError(f"--mask-embedding must be 'zero' or 'learned', got {mask_embedding!r}")
     if not choice_temperature >= 0:
         raise ConfigError(f"--choice-temperature must be >= 0, got {choice_temperature}")
+    if top_k < 0:
+        raise ConfigError(f"--top-k must be >= 0 (0 = all codes), got {top_k}")
     recipe = dict(level0_share=level0_share or None, mask_embedding=mask_embedding, tie_embeddings=tie_embeddings,
-                  choice_temperature=choice_temperature)
+                  choice_temperature=choice_temperature, top_k=top_k or None)
 
     if mulan is not None or semantic not in ("none", "phonemes"):
         from .musiclm import train_conditioned_soundstorm
@@ -121,6 +125,21 @@ def train_soundstorm_cmd(
     done("SoundStorm trained (with its codec attached)", result.model_dir)
 
 
+def sampling_overrides(choice_temperature: float, top_k: int) -> dict:
+    """`generate(...)` keyword arguments from the generate commands' --choice-temperature / --top-k (-1 = the
+    model's own; --top-k 0 = all codes), checked before anything is loaded."""
+    if choice_temperature < 0 and choice_temperature != -1:
+        raise ConfigError(f"--choice-temperature must be >= 0 (or -1 for the model's), got {choice_temperature}")
+    if top_k < -1:
+        raise ConfigError(f"--top-k must be >= 0 (or -1 for the model's), got {top_k}")
+    out: dict = {}
+    if choice_temperature >= 0:
+        out["choice_temperature"] = choice_temperature
+    if top_k >= 0:
+        out["top_k"] = top_k  # 0: all codes
+    return out
+
+
 def _load_prompt(model, prompt: Path, prompt_seconds: float | None):
     from ..audio import load
 
@@ -144,6 +163,10 @@ def generate_soundstorm_cmd(
         n: int = typer.Option(1, "--n", help="Number of outputs."),
         steps: int = typer.Option(0, "--steps", help="MaskGIT steps of the first level (0 = the model's)."),
         temperature: float = typer.Option(-1.0, "--temperature", help="Sampling temperature (-1 = the model's)."),
+        choice_temperature: float = typer.Option(-1.0, "--choice-temperature",
+                                                 help="MaskGIT choice noise (-1 = the model's)."),
+        top_k: int = typer.Option(-1, "--top-k", help="Sample among the k likeliest codes (-1 = the model's, "
+                                  "0 = all codes)."),
         seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same output."),
         bf16: bool = typer.Option(False, "--bf16", help="Run the network in bf16 autocast."),
         save_codes: bool = typer.Option(False, "--codes", help="Also write each output's codes as .npy.")) -> None:
@@ -156,6 +179,7 @@ def generate_soundstorm_cmd(
 
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
+    sampling = sampling_overrides(choice_temperature, top_k)
     model = SoundStorm.from_pretrained(model_dir, device=pick_device())
     codec = model.soundstream
     if frames < 0:
@@ -170,7 +194,7 @@ def generate_soundstorm_cmd(
     start = time.perf_counter()
     codes = model.generate(length, batch_size=n, prompt_audio=prompt_audio, steps=steps or None,
                            temperature=None if temperature < 0 else temperature, seed=seed,
-                           precision="bf16" if bf16 else "fp32", return_codes=True)
+                           precision="bf16" if bf16 else "fp32", return_codes=True, **sampling)
     elapsed = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -75,6 +75,10 @@ def generate_speech_cmd(text: list[str] = typer.Argument(..., help="One or more 
                         text_to_semantic: Path = typer.Option(None, "--text-to-semantic",
                                                               help="TextToSemantic folder, if the model has none."),
                         steps: int = typer.Option(0, "--steps", help="MaskGIT steps of the first level (0 = model's)."),
+                        choice_temperature: float = typer.Option(-1.0, "--choice-temperature",
+                                                                 help="MaskGIT choice noise (-1 = the model's)."),
+                        top_k: int = typer.Option(-1, "--top-k", help="Sample among the k likeliest codes (-1 = the "
+                                                  "model's, 0 = all codes)."),
                         semantic_temperature: float = typer.Option(0.0, "--semantic-temperature",
                                                                    help="TextToSemantic sampling temperature "
                                                                         "(0 = greedy)."),
@@ -86,7 +90,9 @@ def generate_speech_cmd(text: list[str] = typer.Argument(..., help="One or more 
     from ..models.soundstorm import SoundStorm
     from ..models.text_to_semantic import TextToSemantic
     from ..runtime import pick_device
+    from .soundstorm import sampling_overrides
 
+    sampling = sampling_overrides(choice_temperature, top_k)
     model = SoundStorm.from_pretrained(model_dir, device=pick_device())
     if text_to_semantic is not None:
         model.attach_text_to_semantic(TextToSemantic.from_pretrained(text_to_semantic, device=model.device))
@@ -105,7 +111,7 @@ def generate_speech_cmd(text: list[str] = typer.Argument(..., help="One or more 
     with Progress(transient=True, console=console) as bar:
         task = bar.add_task("SoundStorm passes", total=None)
         speech = model.generate(texts=list(text), prompt_audio=prompt, seed=seed, steps=steps or None,
-                                semantic_temperature=semantic_temperature,
+                                semantic_temperature=semantic_temperature, **sampling,
                                 callback=lambda i, n: bar.update(task, completed=i, total=n))
     elapsed = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import ConfigError, ShapeError
 from ..runtime import autocast, check_precision, make_generator
-from ..samplers.maskgit import mask_schedule, maskgit_decode
+from ..samplers.maskgit import check_top_k, mask_schedule, maskgit_decode
 from .base import _REGISTRY, PretrainedModel
 from .conformer_wrapper import ConformerWrapper, ConformerWrapperConfig, _is_int_tensor  # noqa: F401
 from .soundstorm_speech import SpeechMixin
@@ -41,6 +41,7 @@ class SoundStormConfig:
     cond_drop_prob: float = 0.0
     choice_temperature: float = 0.0
     level_probs: list[float] | None = None
+    top_k: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
@@ -59,6 +60,7 @@ class SoundStormConfig:
             if not probs or any(not math.isfinite(p) or p < 0 for p in probs) or sum(probs) <= 0:
                 raise ConfigError(f"level_probs must be non-negative numbers with a positive sum, got {probs}")
             self.level_probs = [p / sum(probs) for p in probs]
+        check_top_k(self.top_k)
 
 
 class SoundStorm(SpeechMixin, PretrainedModel):
@@ -77,6 +79,7 @@ class SoundStorm(SpeechMixin, PretrainedModel):
             probability, so that `generate(..., cond_scale=s)` can use classifier-free guidance.
         choice_temperature: Gumbel noise on the confidence that picks which sampled tokens to keep, annealed
             like the temperature (MaskGIT's randomised choice); 0 keeps the plain confidence ranking.
+        top_k: sample each token among its level's k likeliest codes only (None: all codes).
         level_probs: in training, how often each of the Q levels is the one an item is trained on (normalised;
             None = uniform, as the paper). Uniform spends 7/8 of an 8-level model's updates on the fine levels,
             which carry the least structure; on a small compute budget weighting the coarse level (e.g. half
@@ -92,13 +95,14 @@ class SoundStorm(SpeechMixin, PretrainedModel):
     def __init__(self, net: ConformerWrapper, soundstream: nn.Module | None = None, *, steps: int = 16,
                  steps_per_level: Sequence[int] | None = None, schedule: str = "cosine", temperature: float = 1.0,
                  cond_drop_prob: float = 0.0, choice_temperature: float = 0.0,
-                 level_probs: Sequence[float] | None = None,
+                 level_probs: Sequence[float] | None = None, top_k: int | None = None,
                  spear_tts_text_to_semantic: nn.Module | None = None):
         super().__init__()
         if not isinstance(net, ConformerWrapper):
             raise ConfigError(f"SoundStorm needs a ConformerWrapper as its network, got {type(net).__name__}")
         self.config = SoundStormConfig(steps, None, schedule, float(temperature), float(cond_drop_prob),
-                                       float(choice_temperature), None if level_probs is None else list(level_probs))
+                                       float(choice_temperature), None if level_probs is None else list(level_probs),
+                                       top_k)
         if self.config.level_probs is not None and len(self.config.level_probs) != net.num_quantizers:
             raise ConfigError(f"level_probs has {len(self.config.level_probs)} entries but the network has "
                               f"{net.num_quantizers} levels")
@@ -348,7 +352,8 @@ class SoundStorm(SpeechMixin, PretrainedModel):
                  cond_scale: float = 1.0, generator: torch.Generator | None = None, seed: int | None = None,
                  precision: str = "fp32", return_codes: bool = False, return_list: bool = False,
                  callback: Callable[[int, int], None] | None = None, choice_temperature: float | None = None,
-                 texts: str | Sequence[str] | None = None, semantic_temperature: float = 0.0):
+                 texts: str | Sequence[str] | None = None, semantic_temperature: float = 0.0,
+                 top_k: int | None = None):
         """Generate codes level by level, coarse to fine, each level by MaskGIT confidence decoding.
 
         `texts` (needs `spear_tts_text_to_semantic`): text to speech - see `generate_speech`, which this calls
@@ -357,7 +362,8 @@ class SoundStorm(SpeechMixin, PretrainedModel):
         Length: `num_latents` frames, or `seconds` (needs a codec), or that of `mask` / the semantic tokens.
         `prompt_acoustic_token_ids` `(B, P, Q)` (or `prompt_audio` `(B, T)` with a codec) fixes the first P
         frames, which come back unchanged. `mask` `(B, N)` marks real frames (padded ones are filled with 0).
-        `steps`: int = first level's steps (others 1) or Q ints. `precision`: "fp32" or "bf16".
+        `steps`: int = first level's steps (others 1) or Q ints. `precision`: "fp32" or "bf16". `temperature`,
+        `choice_temperature`, `top_k`: this call's sampling (None: the model's config; `top_k=0`: all codes).
         `cond_scale` != 1 applies classifier-free guidance to the semantic/global conditioning (for models
         trained with `cond_drop_prob` > 0): logits = uncond + cond_scale * (cond - uncond), two passes in one batch.
 
@@ -374,7 +380,7 @@ class SoundStorm(SpeechMixin, PretrainedModel):
                                         prompt_acoustic_token_ids=prompt_acoustic_token_ids, steps=steps,
                                         schedule=schedule, temperature=temperature, generator=generator, seed=seed,
                                         precision=precision, return_codes=return_codes, callback=callback,
-                                        choice_temperature=choice_temperature,
+                                        choice_temperature=choice_temperature, top_k=top_k,
                                         semantic_temperature=semantic_temperature, cond=cond, cond_mask=cond_mask,
                                         cond_scale=cond_scale)
         check_precision(precision)
@@ -392,6 +398,12 @@ class SoundStorm(SpeechMixin, PretrainedModel):
             raise ConfigError(f"temperature must be >= 0, got {temperature}")
         choice_temperature = (self.config.choice_temperature if choice_temperature is None
                               else float(choice_temperature))
+        if top_k is None:
+            top_k = self.config.top_k
+        elif top_k == 0 and not isinstance(top_k, bool):
+            top_k = None  # this call samples among all codes, whatever the model stores
+        else:
+            check_top_k(top_k)
         generator = make_generator(seed, generator, device=dev)
 
         # prompt
@@ -508,7 +520,8 @@ class SoundStorm(SpeechMixin, PretrainedModel):
                     codes[..., q] = maskgit_decode(level_logits, codes[..., q], fill, mask_id=mask_id,
                                                    steps=level_steps[q], schedule=schedule,
                                                    temperature=temperature, generator=generator,
-                                                   masked_only=True, choice_temperature=choice_temperature)
+                                                   masked_only=True, choice_temperature=choice_temperature,
+                                                   top_k=top_k)
         finally:
             self.train(was_training)
         codes = codes.masked_fill(~valid[..., None], 0)

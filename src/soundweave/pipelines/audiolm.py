@@ -88,6 +88,7 @@ class AudioLM:
                  prime_wave_sample_rate: int | None = None, cond_scale: float = 3.0,
                  acoustic_cond_scale: float | None = None, temperature: float = 1.0, top_k: int | None = None,
                  acoustic_temperature: float | None = None, acoustic_choice_temperature: float | None = None,
+                 acoustic_top_k: int | None = None,
                  soundstorm_steps=None, generator: torch.Generator | None = None, seed: int | None = None,
                  precision: str = "fp32",
                  callback: StageCallback | None = None, return_details: bool = False):
@@ -97,8 +98,8 @@ class AudioLM:
         namespace). prime_wave `(T,)` / `(1, T)` at `prime_wave_sample_rate`: continue it (the output starts
         with it). cond_scale: the semantic stage's classifier-free guidance; acoustic_cond_scale: SoundStorm's
         (default: cond_scale when SoundStorm was trained with cond_drop_prob > 0, else 1). acoustic_temperature /
-        acoustic_choice_temperature: SoundStorm's token temperature and MaskGIT choice noise (default: the values
-        stored with the SoundStorm model).
+        acoustic_choice_temperature / acoustic_top_k: SoundStorm's token temperature, MaskGIT choice noise and top-k
+        (default: the values stored with the SoundStorm model).
         `callback(stage, done, total)` reports progress ("semantic", "acoustic").
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -149,6 +150,7 @@ class AudioLM:
         codes = storm.generate(num_frames, batch_size=batch_size, cond_semantic_token_ids=semantic_ids,
                                prompt_acoustic_token_ids=prompt, cond=acoustic_cond, steps=soundstorm_steps,
                                temperature=acoustic_temperature, choice_temperature=acoustic_choice_temperature,
+                               top_k=acoustic_top_k,
                                cond_scale=acoustic_cond_scale, generator=generator,
                                precision=precision, return_codes=True,
                                callback=None if callback is None else (lambda d, t: callback("acoustic", d, t)))

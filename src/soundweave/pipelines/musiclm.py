@@ -155,13 +155,14 @@ class MusicLM:
                  seed: int | None = None, generator: torch.Generator | None = None, return_all: bool = False,
                  prime_wave: torch.Tensor | None = None, prime_wave_sample_rate: int | None = None,
                  soundstorm_steps=None, precision: str = "fp32", acoustic_temperature: float | None = None,
-                 acoustic_choice_temperature: float | None = None,
+                 acoustic_choice_temperature: float | None = None, acoustic_top_k: int | None = None,
                  callback: Callable[[str, int, int], None] | None = None):
         """Draw `num_samples` clips of `seconds` for `text` in one batch and rank them by MuLaN.
 
         Returns the best clip `(T,)` at `sample_rate`; with `return_all=True` a `MusicLMOutput` holding all
-        of them best first with their scores. `acoustic_temperature` / `acoustic_choice_temperature`: SoundStorm's
-        token temperature and MaskGIT choice noise for this call (default: the values stored with its model).
+        of them best first with their scores. `acoustic_temperature` / `acoustic_choice_temperature` /
+        `acoustic_top_k`: SoundStorm's token temperature, MaskGIT choice noise and top-k for this call (default: the
+        values stored with its model).
         """
         if not isinstance(text, str) or not text.strip():
             raise ShapeError(f"text must be a non-empty string, got {text!r}")
@@ -174,6 +175,7 @@ class MusicLM:
             acoustic_cond_scale=acoustic_cond_scale, temperature=temperature, top_k=top_k,
             soundstorm_steps=soundstorm_steps, generator=generator, seed=seed, precision=precision,
             acoustic_temperature=acoustic_temperature, acoustic_choice_temperature=acoustic_choice_temperature,
+            acoustic_top_k=acoustic_top_k,
             callback=callback, return_details=True)
         if callback is not None:
             callback("rerank", 0, 1)

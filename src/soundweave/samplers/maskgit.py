@@ -108,17 +108,34 @@ def keep_most_confident(confidence: torch.Tensor, candidates: torch.Tensor, k: t
     return candidates & (descending_ranks(scores) < k[:, None])
 
 
+def check_top_k(top_k) -> int | None:
+    """`top_k` as given when it is None or a positive integer; otherwise a ConfigError."""
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ConfigError(f"top_k must be a positive integer or None, got {top_k!r}")
+    return top_k
+
+
+def keep_top_k(logits: torch.Tensor, top_k: int | None) -> torch.Tensor:
+    """Logits `(..., C)` with all but each row's `top_k` largest set to -inf (unchanged for None or k >= C)."""
+    if top_k is None or top_k >= logits.shape[-1]:
+        return logits
+    kth = logits.topk(top_k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
 def maskgit_decode(logits_fn: Callable[..., torch.Tensor], tokens: torch.Tensor, fill: torch.Tensor,
                    *, mask_id: int, steps: int, schedule: str = "cosine", temperature: float = 1.0,
                    generator: torch.Generator | None = None, greedy_last: bool = True,
-                   masked_only: bool = False, choice_temperature: float = 0.0) -> torch.Tensor:
+                   masked_only: bool = False, choice_temperature: float = 0.0,
+                   top_k: int | None = None) -> torch.Tensor:
     """Fill the positions `fill` `(B, N)` of `tokens` `(B, N)` in `steps` forward passes; returns new tokens.
 
     Positions outside `fill` are left exactly as they are. At step s the sampling temperature is
     `temperature * (1 - s / steps)`; confidence is the log-probability of the sampled token, plus - with
     `choice_temperature` > 0 - Gumbel noise scaled by `choice_temperature * (1 - s / steps)` (MaskGIT's
     randomised choice of which tokens to keep: without it an undertrained model commits its single most
-    confident token everywhere first, and a whole level collapses to it).
+    confident token everywhere first, and a whole level collapses to it). `top_k`: tokens are drawn among the k
+    likeliest of their row only, and their confidence is taken among those k (None: all).
     """
     if choice_temperature < 0:
         raise ConfigError(f"choice_temperature must be >= 0, got {choice_temperature}")
@@ -126,6 +143,7 @@ def maskgit_decode(logits_fn: Callable[..., torch.Tensor], tokens: torch.Tensor,
         raise ShapeError(f"tokens and fill must both be (B, N), got {tuple(tokens.shape)} and {tuple(fill.shape)}")
     if steps < 1:
         raise ConfigError(f"steps must be >= 1, got {steps}")
+    check_top_k(top_k)
     mask_schedule(schedule)
     tokens = tokens.masked_fill(fill, mask_id)
     total = fill.sum(dim=-1)
@@ -140,6 +158,7 @@ def maskgit_decode(logits_fn: Callable[..., torch.Tensor], tokens: torch.Tensor,
                                  f"got {tuple(logits.shape)}")
         else:
             logits = logits_fn(tokens)[still].float()
+        logits = keep_top_k(logits, top_k)
         last = step == steps - 1
         temp = 0.0 if (last and greedy_last) else annealed_temperature(temperature, step, steps)
         drawn = sample_tokens(logits, temp, generator)

@@ -31,6 +31,7 @@ from .soundstorm import (
     MASK_EMBEDDING,
     PRESETS,
     TIE_EMBEDDINGS,
+    TOP_K,
     _fit,
     as_codec,
     level_probs_for,
@@ -97,10 +98,12 @@ def train_acoustic_stage(data: str | os.PathLike, codec, out: str | os.PathLike,
                          seed: int = 0, progress: bool = True, level0_share: float | None = LEVEL0_SHARE,
                          mask_embedding: str = MASK_EMBEDDING,
                          tie_embeddings: bool = TIE_EMBEDDINGS,
-                         choice_temperature: float = CHOICE_TEMPERATURE) -> AcousticTrainResult:
+                         choice_temperature: float = CHOICE_TEMPERATURE,
+                         top_k: int | None = TOP_K) -> AcousticTrainResult:
     """Train SoundStorm on the codes of `codec` for the train clips of `data`, conditioned on `wav2vec`'s
     semantic ids and on `quantizer`'s `namespace` tokens; saved (with the codec) to `out`.
-    `level0_share` / `mask_embedding` / `tie_embeddings` / `choice_temperature`: the recipe, as `train_soundstorm`."""
+    `level0_share` / `mask_embedding` / `tie_embeddings` / `choice_temperature` / `top_k`: the recipe, as
+    `train_soundstorm`."""
     if wav2vec is None and quantizer is None:
         raise ConfigError("give wav2vec= (semantic ids), quantizer= (MuLaN tokens) or both; for an unconditioned "
                           "SoundStorm use `soundweave train soundstorm` without them")
@@ -137,7 +140,7 @@ def train_acoustic_stage(data: str | os.PathLike, codec, out: str | os.PathLike,
                            cond_mode=cond_mode, mask_embedding=mask_embedding, tie_embeddings=tie_embeddings)
     level_probs = level_probs_for(level0_share, net.num_quantizers)
     model = SoundStorm(net, steps=generation_steps, cond_drop_prob=cond_drop_prob, level_probs=level_probs,
-                       choice_temperature=choice_temperature)
+                       choice_temperature=choice_temperature, top_k=top_k)
     frames = codec.seconds_to_frames(seconds) if seconds is not None else None
     dataset = AcousticCropDataset(codes, semantic, ratio, frames, audio_cond, text_cond, text_mix_prob, seed)
 
@@ -155,7 +158,7 @@ def train_acoustic_stage(data: str | os.PathLike, codec, out: str | os.PathLike,
     result = _fit(trainer, False, steps, max_seconds)
     final = SoundStorm(trainer.eval_model.net, soundstream=codec, steps=generation_steps,
                        cond_drop_prob=cond_drop_prob, level_probs=level_probs,
-                       choice_temperature=choice_temperature).eval()
+                       choice_temperature=choice_temperature, top_k=top_k).eval()
     final.save_pretrained(out)
     losses = result.losses
     metrics = {"first_loss": sum(losses[:10]) / max(1, len(losses[:10])) if losses else None,

@@ -67,6 +67,8 @@ TIE_EMBEDDINGS = True
 # tone or silence. benchmarks/soundstorm_quality.py, 48 prompts, two sampling seeds: 0 -> 45.8% / 45.8%,
 # 2 -> 56% / 62.5%, 4.5 -> 65% / 67%, 6 -> 68.8% / 68.8%, 9 -> 60% / 69% (README, SoundStorm).
 CHOICE_TEMPERATURE = 6.0
+# ... and top-k (SoundStorm `top_k`): None = sample among all codes (measured in README, SoundStorm).
+TOP_K: int | None = None
 
 
 def level_probs_for(level0_share: float | None, num_quantizers: int) -> list[float] | None:
@@ -317,7 +319,8 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
                      level0_share: float | None = LEVEL0_SHARE,
                      mask_embedding: str = MASK_EMBEDDING,
                      tie_embeddings: bool = TIE_EMBEDDINGS,
-                     choice_temperature: float = CHOICE_TEMPERATURE) -> SoundStormTrainResult:
+                     choice_temperature: float = CHOICE_TEMPERATURE,
+                     top_k: int | None = TOP_K) -> SoundStormTrainResult:
     """Train SoundStorm on the codes of `codec` for the clips of a manifest folder (split "train").
 
     Codes are computed once and cached in `cache_dir` (default OUT/codes). Crops of `seconds` (None:
@@ -327,7 +330,7 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
     `max_seconds` ends training early once that much wall time has passed (for demos with a time budget).
     `level0_share`: the share of items trained on level 0, the rest spread evenly over the other levels (None =
     uniform, as the paper); `level_probs` gives all Q shares instead. `mask_embedding` and `tie_embeddings` of a
-    network built here (see `ConformerWrapper`); `choice_temperature`: the generation default stored with the
+    network built here (see `ConformerWrapper`); `choice_temperature` / `top_k`: the generation defaults stored with the
     model. The defaults are the measured recipe (`LEVEL0_SHARE`, `MASK_EMBEDDING`, `TIE_EMBEDDINGS`,
     `CHOICE_TEMPERATURE`).
     """
@@ -366,7 +369,8 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
                           f"{codec.num_quantizers} x {codec.codebook_size}")
     atomic_write_bytes(net_file, lambda tmp: Path(tmp).write_text(json.dumps(net.get_config(), indent=2,
                                                                                  sort_keys=True)))
-    model = SoundStorm(net, steps=generation_steps, level_probs=level_probs, choice_temperature=choice_temperature)
+    model = SoundStorm(net, steps=generation_steps, level_probs=level_probs, choice_temperature=choice_temperature,
+                       top_k=top_k)
 
     if streaming:
         dataset = CodeStream(train_stream, frames)
@@ -383,7 +387,7 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
     result = _fit(trainer, resume, steps, max_seconds)
     trained: PretrainedModel = trainer.final_model()
     final = SoundStorm(trained.net, soundstream=codec, steps=generation_steps, level_probs=level_probs,
-                       choice_temperature=choice_temperature).eval()
+                       choice_temperature=choice_temperature, top_k=top_k).eval()
     trainer.run_on_main(final.save_pretrained, out)
     metrics = trainer.evaluate() if eval_fn is not None else {}
     return SoundStormTrainResult(model=final, model_dir=out, train=result, num_clips=num_clips, metrics=metrics)

@@ -37,6 +37,7 @@ from .soundstorm import (
     MASK_EMBEDDING,
     PRESETS,
     TIE_EMBEDDINGS,
+    TOP_K,
     _fit,
     as_codec,
     level_probs_for,
@@ -179,10 +180,12 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
                             progress: bool = True, level0_share: float | None = LEVEL0_SHARE,
                             mask_embedding: str = MASK_EMBEDDING,
                             tie_embeddings: bool = TIE_EMBEDDINGS,
-                            choice_temperature: float = CHOICE_TEMPERATURE) -> SpeechSoundStormTrainResult:
+                            choice_temperature: float = CHOICE_TEMPERATURE,
+                            top_k: int | None = TOP_K) -> SpeechSoundStormTrainResult:
     """Train SoundStorm on a speech corpus's codes conditioned on its phoneme units; save it (codec attached,
     and `text_to_semantic` attached when given) to `out`. `net` continues training a given network.
-    `level0_share` / `mask_embedding` / `tie_embeddings` / `choice_temperature`: the recipe, as `train_soundstorm`."""
+    `level0_share` / `mask_embedding` / `tie_embeddings` / `choice_temperature` / `top_k`: the recipe, as
+    `train_soundstorm`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     codec = as_codec(codec)
@@ -221,7 +224,8 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
                                mask_embedding=mask_embedding, tie_embeddings=tie_embeddings)
     net_file.write_text(json.dumps(net.get_config(), indent=2, sort_keys=True))
     level_probs = level_probs_for(level0_share, net.num_quantizers)
-    model = SoundStorm(net, steps=generation_steps, level_probs=level_probs, choice_temperature=choice_temperature)
+    model = SoundStorm(net, steps=generation_steps, level_probs=level_probs, choice_temperature=choice_temperature,
+                       top_k=top_k)
     frames = codec.seconds_to_frames(seconds) if seconds else None
     voices = [r.tags.get("voice", "") for r in CaptionedAudioDataset(data, split="train",
                                                                        sample_rate=codec.sample_rate).records]
@@ -238,7 +242,7 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
     result = _fit(trainer, resume, steps, max_seconds)
     final = SoundStorm(trainer.final_model().net, soundstream=codec, steps=generation_steps,
                        spear_tts_text_to_semantic=t2s, level_probs=level_probs,
-                       choice_temperature=choice_temperature).eval()
+                       choice_temperature=choice_temperature, top_k=top_k).eval()
     # the default voice: the first `prompt_seconds` of the first training clip (its codes, saved in config.json)
     final.set_default_voice(train_codes[0][: max(ratio, (prompt_units or 1) * ratio)])
     final.save_pretrained(out)
