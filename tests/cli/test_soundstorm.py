@@ -165,12 +165,12 @@ def test_train_soundstorm_recipe_options_reach_the_model(tiny_corpus, codec_dir,
     result = invoke("train", "soundstorm", "--data", tiny_corpus, "--codec", codec_dir, "--out", out, "--steps", 1,
                     "--batch-size", 2, "--seconds", 0.5, "--preset", "tiny", "--dim", 32, "--depth", 1,
                     "--level0-share", 0, "--mask-embedding", "learned", "--no-tie-embeddings",
-                    "--choice-temperature", 0, "--top-k", 20, "--save-every", 0)
+                    "--choice-temperature", 0, "--top-k", 7, "--save-every", 0)
     assert result.exit_code == 0, result.output
     model = SoundStorm.from_pretrained(out)
     assert model.config.level_probs is None and model.net.config.mask_embedding == "learned"
     assert not model.net.config.tie_embeddings and model.net.head_weight is not None
-    assert model.config.choice_temperature == 0.0 and model.config.top_k == 20
+    assert model.config.choice_temperature == 0.0 and model.config.top_k == 7
 
 
 def test_train_soundstorm_cli_defaults_are_the_training_recipe():

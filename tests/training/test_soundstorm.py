@@ -10,6 +10,7 @@ from soundweave.errors import ConfigError, DataError, SoundweaveError
 from soundweave.training.soundstorm import (
     CHOICE_TEMPERATURE,
     LEVEL0_SHARE,
+    TOP_K,
     CodeDataset,
     collate_codes,
     level_probs_for,
@@ -83,6 +84,7 @@ def test_train_soundstorm_learns_saves_and_resumes(tiny_corpus, codec_dir, tmp_p
     assert model.config.level_probs == pytest.approx(level_probs_for(LEVEL0_SHARE, 3))
     assert model.net.config.mask_embedding == "zero" and model.net.config.tie_embeddings
     assert model.config.choice_temperature == CHOICE_TEMPERATURE > 0  # generation keeps choice noise by default
+    assert model.config.top_k == TOP_K
     assert isinstance(model.soundstream, SoundStream) and model.net.config.conformer["dim"] == 32
     audio = model.generate(seconds=0.5, seed=0)
     assert audio.shape == (1, model.soundstream.seconds_to_frames(0.5) * model.soundstream.hop_length)

@@ -52,7 +52,7 @@ def train_soundstorm_cmd(
         choice_temperature: float = typer.Option(6.0, "--choice-temperature", help="MaskGIT choice noise stored "
                                                  "as the model's generation default (0 = keep the most confident "
                                                  "tokens, which a small model fills with one held code)."),
-        top_k: int = typer.Option(0, "--top-k", help="Top-k stored as the model's generation default: sample "
+        top_k: int = typer.Option(20, "--top-k", help="Top-k stored as the model's generation default: sample "
                                   "each token among its level's k likeliest codes (0 = all codes)."),
         semantic: str = typer.Option("none", "--semantic", help="Conditioning units: 'none'; 'phonemes' (a "
                                      "speech corpus from `soundweave data speech`: its time-aligned phonemes); or a "

@@ -67,8 +67,11 @@ TIE_EMBEDDINGS = True
 # tone or silence. benchmarks/soundstorm_quality.py, 48 prompts, two sampling seeds: 0 -> 45.8% / 45.8%,
 # 2 -> 56% / 62.5%, 4.5 -> 65% / 67%, 6 -> 68.8% / 68.8%, 9 -> 60% / 69% (README, SoundStorm).
 CHOICE_TEMPERATURE = 6.0
-# ... and top-k (SoundStorm `top_k`): None = sample among all codes (measured in README, SoundStorm).
-TOP_K: int | None = None
+# ... and top-k (SoundStorm `top_k`: each token drawn among its 20 likeliest codes). benchmarks/soundstorm_quality.py,
+# the same 96 prompts and sampling seeds three times over: 66.0% of continuations keep the instrument with top-k 20,
+# 61.8% without (+3, +6, +3 points per seed set); top-k 10 / 30 on one set: 63.5% / 59.4%. Neutral for MusicLM
+# (41.2% either way) and text to speech (voice 0.20 vs 0.18, WER 0.79 vs 0.78).
+TOP_K: int | None = 20
 
 
 def level_probs_for(level0_share: float | None, num_quantizers: int) -> list[float] | None:
