@@ -30,6 +30,7 @@ from torch import nn
 from ..errors import ConfigError, ShapeError
 from ..nn.attention import FeedForward, RotaryEmbedding, apply_rotary
 from ..runtime import autocast, check_precision, make_generator
+from ..samplers.top_k import keep_top_k
 from .base import PretrainedModel
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
@@ -347,10 +348,7 @@ class SemanticTransformer(PretrainedModel):
     def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> torch.Tensor:
         if temperature == 0:
             return logits.argmax(-1)
-        if top_k is not None and top_k < logits.shape[-1]:
-            kth = logits.topk(top_k, dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = torch.softmax(logits / temperature, dim=-1)
+        probs = torch.softmax(keep_top_k(logits, top_k) / temperature, dim=-1)
         return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 

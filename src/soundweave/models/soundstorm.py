@@ -26,7 +26,8 @@ from torch import nn
 
 from ..errors import ConfigError, ShapeError
 from ..runtime import autocast, check_precision, make_generator
-from ..samplers.maskgit import check_top_k, mask_schedule, maskgit_decode
+from ..samplers.maskgit import mask_schedule, maskgit_decode
+from ..samplers.top_k import check_top_k
 from .base import _REGISTRY, PretrainedModel
 from .conformer_wrapper import ConformerWrapper, ConformerWrapperConfig, _is_int_tensor  # noqa: F401
 from .soundstorm_speech import SpeechMixin

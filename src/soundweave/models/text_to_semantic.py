@@ -38,6 +38,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError, ShapeError
 from ..runtime import make_generator
+from ..samplers.top_k import keep_top_k
 from .base import CONFIG_NAME, WEIGHTS_NAME, PretrainedModel, read_config
 from .tokenizers import PAD_ID, ByteTokenizer, check_texts
 
@@ -402,9 +403,7 @@ class TextToSemantic(PretrainedModel):
         if temperature == 0:
             return logits.argmax(-1)
         if filter_thres > 0:
-            k = max(1, int(math.ceil((1 - filter_thres) * logits.shape[-1])))
-            kth = logits.topk(k, dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
+            logits = keep_top_k(logits, max(1, int(math.ceil((1 - filter_thres) * logits.shape[-1]))))
         probs = (logits / temperature).softmax(-1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 
 from ..errors import ConfigError, ShapeError
+from .top_k import check_top_k, keep_top_k
 
 
 def _cosine(r: torch.Tensor) -> torch.Tensor:
@@ -106,21 +107,6 @@ def keep_most_confident(confidence: torch.Tensor, candidates: torch.Tensor, k: t
     """Bool `(B, N)`: the `k[b]` candidates of row b with the highest confidence (ranked among candidates)."""
     scores = confidence.masked_fill(~candidates, float("-inf"))
     return candidates & (descending_ranks(scores) < k[:, None])
-
-
-def check_top_k(top_k) -> int | None:
-    """`top_k` as given when it is None or a positive integer; otherwise a ConfigError."""
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ConfigError(f"top_k must be a positive integer or None, got {top_k!r}")
-    return top_k
-
-
-def keep_top_k(logits: torch.Tensor, top_k: int | None) -> torch.Tensor:
-    """Logits `(..., C)` with all but each row's `top_k` largest set to -inf (unchanged for None or k >= C)."""
-    if top_k is None or top_k >= logits.shape[-1]:
-        return logits
-    kth = logits.topk(top_k, dim=-1).values[..., -1:]
-    return logits.masked_fill(logits < kth, float("-inf"))
 
 
 def maskgit_decode(logits_fn: Callable[..., torch.Tensor], tokens: torch.Tensor, fill: torch.Tensor,
