@@ -173,12 +173,7 @@ class SpectralCodec(Codec, PretrainedModel):
         codec's rate, or one (B, T) tensor); at most `max_frames` frames, drawn at random. Returns the mean
         absolute log-mel error of the fitted quantizer on (up to 20,000 of) those frames, with 1 and with all
         levels."""
-        if isinstance(clips, torch.Tensor):
-            clips = list(clips) if clips.ndim == 2 else [clips]
-        frames = [self.log_mel(self._prepare_audio(clip))[0] for clip in clips if clip.numel()]
-        if not frames:
-            raise ShapeError("fit needs at least one non-empty clip")
-        points = torch.cat(frames)
+        points = torch.cat(self._clip_frames(clips, "fit"))
         if points.shape[0] > max_frames:
             points = points[torch.randperm(points.shape[0], generator=generator)[:max_frames]]
         c = self.config
@@ -195,13 +190,19 @@ class SpectralCodec(Codec, PretrainedModel):
     def fit_frame_max(self, clips) -> torch.Tensor:
         """Set only the decoding ceiling (`frame_max`, each band's largest log-mel value) from `clips`, as `fit`
         does - for a folder saved before the ceiling existed, whose codebooks should stay as they are."""
+        peaks = torch.stack([frames.max(0).values for frames in self._clip_frames(clips, "fit_frame_max")])
+        self.frame_max.copy_(peaks.max(0).values.to(self.frame_max))
+        return self.frame_max
+
+    def _clip_frames(self, clips, what: str) -> list[torch.Tensor]:
+        """The log-mel frames `(N_i, n_mels)` of each non-empty clip (a list of (T,) tensors at the codec's rate,
+        or one (B, T) tensor); a ShapeError naming `what` when there are none."""
         if isinstance(clips, torch.Tensor):
             clips = list(clips) if clips.ndim == 2 else [clips]
-        peaks = [self.log_mel(self._prepare_audio(clip))[0].max(0).values for clip in clips if clip.numel()]
-        if not peaks:
-            raise ShapeError("fit_frame_max needs at least one non-empty clip")
-        self.frame_max.copy_(torch.stack(peaks).max(0).values.to(self.frame_max))
-        return self.frame_max
+        frames = [self.log_mel(self._prepare_audio(clip))[0] for clip in clips if clip.numel()]
+        if not frames:
+            raise ShapeError(f"{what} needs at least one non-empty clip")
+        return frames
 
     def first_levels(self, num_quantizers: int) -> SpectralCodec:
         """A new codec made of this one's first `num_quantizers` levels: the same analysis and decoder, the first
