@@ -193,7 +193,8 @@ def main() -> None:
     # speaker classifier over the corpus's voices
     voices = sorted(by_voice)
     index = {v: j for j, v in enumerate(voices)}
-    feats = torch.stack([speaker_features(load(f"{args.data}/{r.path}", sr=16000)[0], 16000) for r in train])
+    train_audio = [load(f"{args.data}/{r.path}", sr=16000)[0] for r in train]  # read once, for both classifiers
+    feats = torch.stack([speaker_features(a, 16000) for a in train_audio])
     labels = torch.tensor([index[r.tags["voice"]] for r in train])
     classify = fit_classifier(feats, labels, len(voices))
     known = [k for k, v in enumerate(voice_true) if v in index]
@@ -208,8 +209,8 @@ def main() -> None:
     codec_domain = None
     if args.codec_domain_classifier:
         with torch.no_grad():
-            coded = torch.stack([speaker_features(codec.reconstruct(load(f"{args.data}/{r.path}", sr=sr)[0][None])[0],
-                                                  sr) for r in train])
+            coded = torch.stack([speaker_features(codec.reconstruct(a[None], sample_rate=16000)[0], sr)
+                                 for a in train_audio])
         classify_coded = fit_classifier(coded, labels, len(voices))
         codec_domain = {name: round(float((classify_coded(f) == truth).float().mean()), 4)
                         for name, f in (("tts_with_3s_prompt", tts_feats), ("codec_resynthesis", resynth_feats),
