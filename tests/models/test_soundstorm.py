@@ -465,3 +465,68 @@ def test_a_tiny_soundstorm_with_zero_mask_embeddings_learns(tied):
         losses.append(loss.item())
     check_margin(f"soundstorm.zero_mask.tied={tied}.last10_loss_vs_0.3_first5", sum(losses[-10:]) / 10,
                  0.3 * sum(losses[:5]) / 5)
+
+
+def test_sliding_windows_cover_every_frame_once_within_the_window():
+    from soundweave.samplers.windows import sliding_windows
+
+    assert sliding_windows(50, 10, None) == [(0, 10, 50)]
+    assert sliding_windows(50, 10, 64) == [(0, 10, 50)]  # fits: one pass
+    assert sliding_windows(200, 75, 100, 0.5) == [(0, 75, 100), (50, 100, 150), (100, 150, 200)]
+    for total, known, window, context in [(200, 75, 100, 0.75), (37, 0, 8, 0.5), (90, 60, 20, 0.0), (9, 3, 2, 0.9)]:
+        spans = sliding_windows(total, known, window, context)
+        made = [f for _, first, end in spans for f in range(first, end)]
+        assert made == list(range(known, total))  # every frame after the known ones, once, in order
+        assert all(end - start <= window and start <= first < end for start, first, end in spans)
+        keep = int(window * context)
+        assert all(first - start >= min(first, keep) for start, first, end in spans)  # at least the context
+    for window, context in [(1, 0.5), (-3, 0.5), (2.5, 0.5), (True, 0.5), (8, 1.0), (8, -0.1), (8, "half")]:
+        with pytest.raises(ConfigError, match="window"):
+            sliding_windows(20, 0, window, context)
+
+
+def test_windowed_generation_never_shows_the_network_more_than_a_window():
+    net = tiny_net(num_semantic_token_ids=7, semantic_ratio=1)
+    model = SoundStorm(net, steps=3, choice_temperature=2.0)
+    prompt = torch.randint(0, 16, (2, 6, 3))
+    semantic = torch.randint(0, 7, (2, 40))
+    seen, forward = [], net.forward
+
+    def recording(codes, *args, **kwargs):
+        seen.append(codes.shape[1])
+        return forward(codes, *args, **kwargs)
+
+    net.forward = recording
+    calls = []
+    out = model.generate(40, prompt_acoustic_token_ids=prompt, cond_semantic_token_ids=semantic, seed=2,
+                         window_frames=16, window_context=0.5, callback=lambda d, t: calls.append((d, t)))
+    assert out.shape == (2, 40, 3) and torch.equal(out[:, :6], prompt)
+    assert max(seen) == 16 and len(seen) > 5
+    # spans (0, 6, 16), (8, 16, 24), (16, 24, 32), (24, 32, 40): 4 windows of 3 + 1 + 1 passes
+    assert calls[-1] == (20, 20) and len(calls) == 20
+    # the first window is exactly a one-pass generation of its 16 frames with the same seed and conditioning
+    first = model.generate(16, prompt_acoustic_token_ids=prompt, cond_semantic_token_ids=semantic[:, :16], seed=2)
+    assert torch.equal(out[:, :16], first)
+    # stored in the config and persisted; window_frames=0 in a call: one pass, whatever the model stores
+    stored = SoundStorm(net, steps=3, choice_temperature=2.0, window_frames=16)
+    again = stored.generate(40, prompt_acoustic_token_ids=prompt, cond_semantic_token_ids=semantic, seed=2)
+    assert torch.equal(again, out)
+    seen.clear()
+    one = stored.generate(40, prompt_acoustic_token_ids=prompt, cond_semantic_token_ids=semantic, seed=2,
+                          window_frames=0)
+    assert set(seen) == {40} and not torch.equal(one, out)
+    with pytest.raises(ConfigError, match="window_frames"):
+        model.generate(40, window_frames=1)
+    with pytest.raises(ConfigError, match="window_context"):
+        SoundStorm(net, window_frames=16, window_context=1.5)
+
+
+def test_windowed_generation_keeps_padding_and_guidance():
+    net = tiny_net(num_semantic_token_ids=7, semantic_ratio=1)
+    model = SoundStorm(net, steps=2, cond_drop_prob=0.1)
+    mask = torch.ones(2, 30, dtype=torch.bool)
+    mask[1, 9:] = False  # item 1 ends before the second window starts: its rows there are all padding
+    semantic = torch.randint(0, 7, (2, 30))
+    out = model.generate(mask=mask, cond_semantic_token_ids=semantic, seed=0, window_frames=12, cond_scale=2.0)
+    assert out.shape == (2, 30, 3) and torch.isfinite(out.float()).all()
+    assert (out[1, 9:] == 0).all() and (out[0] < 16).all() and (out[1, :9] < 16).all()

@@ -28,6 +28,7 @@ from ..errors import ConfigError, ShapeError
 from ..runtime import autocast, check_precision, make_generator
 from ..samplers.maskgit import mask_schedule, maskgit_decode
 from ..samplers.top_k import check_top_k
+from ..samplers.windows import check_window, sliding_windows
 from .base import _REGISTRY, PretrainedModel
 from .conformer_wrapper import ConformerWrapper, ConformerWrapperConfig, _is_int_tensor  # noqa: F401
 from .soundstorm_speech import SpeechMixin
@@ -43,6 +44,8 @@ class SoundStormConfig:
     choice_temperature: float = 0.0
     level_probs: list[float] | None = None
     top_k: int | None = None
+    window_frames: int | None = None
+    window_context: float = 0.5
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
@@ -62,6 +65,7 @@ class SoundStormConfig:
                 raise ConfigError(f"level_probs must be non-negative numbers with a positive sum, got {probs}")
             self.level_probs = [p / sum(probs) for p in probs]
         check_top_k(self.top_k)
+        check_window(self.window_frames, self.window_context)
 
 
 class SoundStorm(SpeechMixin, PretrainedModel):
@@ -81,6 +85,10 @@ class SoundStorm(SpeechMixin, PretrainedModel):
         choice_temperature: Gumbel noise on the confidence that picks which sampled tokens to keep, annealed
             like the temperature (MaskGIT's randomised choice); 0 keeps the plain confidence ranking.
         top_k: sample each token among its level's k likeliest codes only (None: all codes).
+        window_frames: generate sequences longer than this in sliding windows of at most this many frames, each
+            starting with `window_context` (a share of the window) of what came before as its prompt (the
+            paper's way to long outputs; memory and time then grow linearly). None: one pass over everything -
+            better within a few times the training length (measured in the README).
         level_probs: in training, how often each of the Q levels is the one an item is trained on (normalised;
             None = uniform, as the paper). Uniform spends 7/8 of an 8-level model's updates on the fine levels,
             which carry the least structure; on a small compute budget weighting the coarse level (e.g. half
@@ -97,13 +105,14 @@ class SoundStorm(SpeechMixin, PretrainedModel):
                  steps_per_level: Sequence[int] | None = None, schedule: str = "cosine", temperature: float = 1.0,
                  cond_drop_prob: float = 0.0, choice_temperature: float = 0.0,
                  level_probs: Sequence[float] | None = None, top_k: int | None = None,
+                 window_frames: int | None = None, window_context: float = 0.5,
                  spear_tts_text_to_semantic: nn.Module | None = None):
         super().__init__()
         if not isinstance(net, ConformerWrapper):
             raise ConfigError(f"SoundStorm needs a ConformerWrapper as its network, got {type(net).__name__}")
         self.config = SoundStormConfig(steps, None, schedule, float(temperature), float(cond_drop_prob),
                                        float(choice_temperature), None if level_probs is None else list(level_probs),
-                                       top_k)
+                                       top_k, window_frames, window_context)
         if self.config.level_probs is not None and len(self.config.level_probs) != net.num_quantizers:
             raise ConfigError(f"level_probs has {len(self.config.level_probs)} entries but the network has "
                               f"{net.num_quantizers} levels")
@@ -354,7 +363,8 @@ class SoundStorm(SpeechMixin, PretrainedModel):
                  precision: str = "fp32", return_codes: bool = False, return_list: bool = False,
                  callback: Callable[[int, int], None] | None = None, choice_temperature: float | None = None,
                  texts: str | Sequence[str] | None = None, semantic_temperature: float = 0.0,
-                 top_k: int | None = None):
+                 top_k: int | None = None, window_frames: int | None = None,
+                 window_context: float | None = None):
         """Generate codes level by level, coarse to fine, each level by MaskGIT confidence decoding.
 
         `texts` (needs `spear_tts_text_to_semantic`): text to speech - see `generate_speech`, which this calls
@@ -365,6 +375,8 @@ class SoundStorm(SpeechMixin, PretrainedModel):
         frames, which come back unchanged. `mask` `(B, N)` marks real frames (padded ones are filled with 0).
         `steps`: int = first level's steps (others 1) or Q ints. `precision`: "fp32" or "bf16". `temperature`,
         `choice_temperature`, `top_k`: this call's sampling (None: the model's config; `top_k=0`: all codes).
+        `window_frames` / `window_context`: this call's sliding windows (None: the model's; `window_frames=0`: one
+        pass).
         `cond_scale` != 1 applies classifier-free guidance to the semantic/global conditioning (for models
         trained with `cond_drop_prob` > 0): logits = uncond + cond_scale * (cond - uncond), two passes in one batch.
 
@@ -405,6 +417,12 @@ class SoundStorm(SpeechMixin, PretrainedModel):
             top_k = None  # this call samples among all codes, whatever the model stores
         else:
             check_top_k(top_k)
+        if window_frames is None:
+            window_frames = self.config.window_frames
+        elif window_frames == 0 and not isinstance(window_frames, bool):
+            window_frames = None  # this call generates in one pass, whatever the model stores
+        window_context = self.config.window_context if window_context is None else window_context
+        check_window(window_frames, window_context)
         generator = make_generator(seed, generator, device=dev)
 
         # prompt
@@ -491,12 +509,11 @@ class SoundStorm(SpeechMixin, PretrainedModel):
         codes = torch.full((B, N, Q), mask_id, dtype=torch.long, device=dev)
         if prompt is not None:
             codes[:, :P] = prompt
-        frames = torch.arange(N, device=dev)[None, :]
-        fill = valid & (frames >= P)
+        spans = sliding_windows(N, P, window_frames, window_context)
 
         was_training = self.training
         self.eval()
-        total_passes, passes = sum(level_steps), [0]
+        total_passes, passes = sum(level_steps) * len(spans), [0]
 
         def counted(logits: torch.Tensor) -> torch.Tensor:
             passes[0] += 1
@@ -504,25 +521,13 @@ class SoundStorm(SpeechMixin, PretrainedModel):
                 callback(min(passes[0], total_passes), total_passes)
             return logits
 
+        sampling = dict(schedule=schedule, temperature=temperature, generator=generator, masked_only=True,
+                        choice_temperature=choice_temperature, top_k=top_k)
         try:
             with autocast(dev, precision):  # one autocast region: bf16 weight casts are reused across passes
-                for q in range(Q):
-                    def level_logits(tokens: torch.Tensor, positions: torch.Tensor, q: int = q) -> torch.Tensor:
-                        codes[..., q] = tokens
-                        if guided is None:
-                            return counted(net(codes, mask=mask, cond=cond, cond_mask=cond_mask, level=q,
-                                               semantic_embeds=semantic, positions=positions, check=False))
-                        both = net(torch.cat([codes, codes]), mask=guided["mask"], cond=guided["cond"],
-                                   cond_mask=guided["cond_mask"], level=q, semantic_embeds=guided["semantic"],
-                                   positions=torch.cat([positions, positions]), check=False).float()
-                        conditional, unconditional = both.chunk(2)
-                        return counted(unconditional + cond_scale * (conditional - unconditional))
-
-                    codes[..., q] = maskgit_decode(level_logits, codes[..., q], fill, mask_id=mask_id,
-                                                   steps=level_steps[q], schedule=schedule,
-                                                   temperature=temperature, generator=generator,
-                                                   masked_only=True, choice_temperature=choice_temperature,
-                                                   top_k=top_k)
+                for span in spans:
+                    self._decode_window(codes, span, valid, mask, semantic, cond, cond_mask, guided, cond_scale,
+                                        level_steps, counted, sampling)
         finally:
             self.train(was_training)
         codes = codes.masked_fill(~valid[..., None], 0)
@@ -537,3 +542,36 @@ class SoundStorm(SpeechMixin, PretrainedModel):
         if return_list:
             return [codes[b, : lengths[b]] for b in range(B)]
         return codes
+
+    def _decode_window(self, codes: torch.Tensor, span: tuple[int, int, int], valid: torch.Tensor,
+                       mask: torch.Tensor | None, semantic: torch.Tensor | None, cond: torch.Tensor | None,
+                       cond_mask: torch.Tensor | None, guided: dict[str, Any] | None, cond_scale: float,
+                       level_steps: list[int], counted: Callable[[torch.Tensor], torch.Tensor],
+                       sampling: dict[str, Any]) -> None:
+        """Fill frames first..end-1 of `codes` `(B, N, Q)` in place, level by level, from passes over frames
+        start..end-1 only (`span` = (start, first, end), one of `sliding_windows`)."""
+        net, mask_id = self.net, self.mask_id
+        start, first, end = span
+        window = codes[:, start:end]  # a view: each level's tokens are written into `codes`
+        real = valid[:, start:end]
+        # a row with no real frame in this window attends to all of them (nothing of it is kept)
+        w_mask = None if mask is None else real | ~real.any(dim=1, keepdim=True)
+        fill = real & (torch.arange(start, end, device=codes.device)[None, :] >= first)
+        w_sem = None if semantic is None else semantic[:, start:end]
+        if guided is not None:
+            guided = {**guided, "mask": None if w_mask is None else torch.cat([w_mask, w_mask]),
+                      "semantic": None if guided["semantic"] is None else guided["semantic"][:, start:end]}
+        for q in range(self.num_quantizers):
+            def level_logits(tokens: torch.Tensor, positions: torch.Tensor, q: int = q) -> torch.Tensor:
+                window[..., q] = tokens
+                if guided is None:
+                    return counted(net(window, mask=w_mask, cond=cond, cond_mask=cond_mask, level=q,
+                                       semantic_embeds=w_sem, positions=positions, check=False))
+                both = net(torch.cat([window, window]), mask=guided["mask"], cond=guided["cond"],
+                           cond_mask=guided["cond_mask"], level=q, semantic_embeds=guided["semantic"],
+                           positions=torch.cat([positions, positions]), check=False).float()
+                conditional, unconditional = both.chunk(2)
+                return counted(unconditional + cond_scale * (conditional - unconditional))
+
+            window[..., q] = maskgit_decode(level_logits, window[..., q], fill, mask_id=mask_id,
+                                            steps=level_steps[q], **sampling)
