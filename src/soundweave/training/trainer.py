@@ -41,18 +41,15 @@ from __future__ import annotations
 
 import atexit
 import copy
-import csv
 import json
 import math
 import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.data_loader import skip_first_batches
@@ -60,7 +57,7 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, send_to_device, set_seed
 from safetensors.torch import save_file, save_model
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from ..errors import CheckpointError, CheckpointWriteError, ConfigError, DataError, NonFiniteLossError
 from .checkpoint import (
@@ -80,7 +77,9 @@ from .checkpoint import (
     rng_state,
     set_rng_state,
 )
+from .data_order import EpochSampler, SeededItems
 from .ema import EMA
+from .run_log import CsvLog, Progress
 from .schedule import SCHEDULES, make_scheduler
 
 StepFn = Callable[[nn.Module, Any], "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
@@ -146,92 +145,6 @@ class TrainResult:
     @property
     def last_loss(self) -> float:
         return self.losses[-1] if self.losses else math.nan
-
-
-class EpochSampler(Sampler[int]):
-    """A fresh, seeded permutation each epoch: epoch e always gives the same order for the same seed.
-
-    The epoch is set with `use_epoch` (not `set_epoch`, which Accelerate calls with its own per-loader
-    count that restarts when a resumed run skips into the middle of an epoch).
-    """
-
-    def __init__(self, size: int, seed: int = 0, shuffle: bool = True):
-        self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
-
-    def use_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        if not self.shuffle:
-            return iter(range(self.size))
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.size
-
-
-class SeededItems(Dataset):
-    """Reads item i of epoch e under its own RNG seeded from (seed, e, i), then puts the global RNG back.
-
-    Random crops and augmentations then neither draw from nor depend on the global RNG: the loader reads one
-    batch ahead (so an uninterrupted run would otherwise have drawn the next batch's crops before a checkpoint
-    saved the RNG, and a resumed run after), and worker processes read the same items as the main process.
-    """
-
-    def __init__(self, dataset: Dataset, sampler: EpochSampler):
-        self.dataset, self.sampler = dataset, sampler
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        seed = ((self.sampler.seed * 1_000_003 + self.sampler.epoch) * 1_000_033 + int(index)) % 2**63
-        py_state, np_state = random.getstate(), np.random.get_state()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
-
-
-class _CsvLog:
-    def __init__(self, path: Path):
-        self.path, self.columns = path, None
-        if path.is_file():
-            with path.open() as f:
-                header = f.readline().strip()
-            self.columns = header.split(",") if header else None
-
-    def write(self, row: dict[str, Any]) -> None:
-        if self.columns is None:
-            self.columns = list(row)
-            with self.path.open("w", newline="") as f:
-                csv.writer(f).writerow(self.columns)
-        with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow([row.get(c, "") for c in self.columns])
-
-    def cut_after(self, step: int) -> None:
-        """Drop the rows past `step` (a killed run logged steps its last checkpoint does not hold; the resumed
-        run logs them again)."""
-        if not self.path.is_file():
-            return
-        with self.path.open(newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows or "step" not in rows[0]:
-            return
-        col = rows[0].index("step")
-        kept = [rows[0]] + [r for r in rows[1:] if len(r) > col and r[col].isdigit() and int(r[col]) <= step]
-        if len(kept) == len(rows):
-            return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", newline="") as f:
-            csv.writer(f).writerows(kept)
-        tmp.replace(self.path)
 
 
 def _destroy_process_group() -> None:
@@ -571,15 +484,15 @@ class Trainer:
                 if self.is_main and cfg.progress:
                     print(f"resumed from {folder} at step {self.step}")
         result = TrainResult(step=self.step)
-        train_log = _CsvLog(self.out_dir / "log.csv") if self.is_main else None
-        eval_log = _CsvLog(self.out_dir / "eval.csv") if self.is_main else None
+        train_log = CsvLog(self.out_dir / "log.csv") if self.is_main else None
+        eval_log = CsvLog(self.out_dir / "eval.csv") if self.is_main else None
         if self.is_main:
             if resume:  # the logs end where the checkpoint does; the steps after it are run (and logged) again
                 train_log.cut_after(self.step)
                 eval_log.cut_after(self.step)
             discard_partial(self.out_dir)
         nonfinite_run = 0
-        progress = _Progress(cfg.max_steps, self.step, enabled=cfg.progress and self.is_main)
+        progress = Progress(cfg.max_steps, self.step, enabled=cfg.progress and self.is_main)
         start = time.perf_counter()
         window_t, window_samples = time.perf_counter(), 0
         micro_losses: list[float] = []
@@ -662,35 +575,3 @@ class Trainer:
         result.step = self.step
         result.elapsed = time.perf_counter() - start
         return result
-
-
-class _Progress:
-    """A rich progress bar with loss and samples/s; silent when disabled (non-main processes)."""
-
-    def __init__(self, total: int, done: int, enabled: bool):
-        self.enabled = enabled
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} samples/s"),
-                                TimeRemainingColumn(), transient=False)
-            self.task = self.bar.add_task("train", total=total, completed=done, loss="-", speed="-")
-
-    def __enter__(self):
-        if self.enabled:
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.__exit__(*exc)
-
-    def update(self, step: int, loss: float, speed: float) -> None:
-        if self.enabled:
-            self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", speed=f"{speed:.1f}")
-
-    def note(self, step: int, metrics: dict[str, float]) -> None:
-        if self.enabled:
-            text = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-            self.bar.console.print(f"eval @ step {step}: {text}")
