@@ -65,7 +65,7 @@ def test_generate_sampling_options_are_this_calls_sampling(trained, tmp_path):
     from soundweave import SoundStorm
 
     model = SoundStorm.from_pretrained(trained)
-    for args, kwargs in (((), {}), (("--top-k", 1), {"top_k": 1}),
+    for args, kwargs in (((), {}), (("--top-k", 1), {"top_k": 1}), (("--temperature", 3.0), {"temperature": 3.0}),
                          (("--choice-temperature", 0, "--top-k", 0), {"choice_temperature": 0.0, "top_k": 0})):
         out = tmp_path / f"s{len(args)}"
         result = invoke("generate", "soundstorm", "--model", trained, "--seconds", 0.4, "--out", out, "--seed", 3,
@@ -73,7 +73,9 @@ def test_generate_sampling_options_are_this_calls_sampling(trained, tmp_path):
         assert result.exit_code == 0, result.output
         expected = model.generate(20, seed=3, return_codes=True, **kwargs)[0].numpy()
         assert np.array_equal(np.load(out / "soundstorm-00.npy"), expected), args
-    for args, message in ((("--top-k", -2), "--top-k"), (("--choice-temperature", -3), "--choice-temperature")):
+    # omitted = the model's own; every negative value (-1 included) is an error
+    for args, message in ((("--top-k", -1), "--top-k"), (("--choice-temperature", -1), "--choice-temperature"),
+                          (("--temperature", -0.5), "--temperature")):
         result = invoke("generate", "soundstorm", "--model", tmp_path / "missing", "--out", tmp_path, *args)
         assert isinstance(result.exception, SoundweaveError) and message in str(result.exception)
 

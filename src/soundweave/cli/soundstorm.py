@@ -125,19 +125,16 @@ def train_soundstorm_cmd(
     done("SoundStorm trained (with its codec attached)", result.model_dir)
 
 
-def sampling_overrides(choice_temperature: float, top_k: int) -> dict:
-    """`generate(...)` keyword arguments from the generate commands' --choice-temperature / --top-k (-1 = the
-    model's own; --top-k 0 = all codes), checked before anything is loaded."""
-    if choice_temperature < 0 and choice_temperature != -1:
-        raise ConfigError(f"--choice-temperature must be >= 0 (or -1 for the model's), got {choice_temperature}")
-    if top_k < -1:
-        raise ConfigError(f"--top-k must be >= 0 (or -1 for the model's), got {top_k}")
-    out: dict = {}
-    if choice_temperature >= 0:
-        out["choice_temperature"] = choice_temperature
-    if top_k >= 0:
-        out["top_k"] = top_k  # 0: all codes
-    return out
+def sampling_overrides(temperature: float | None, choice_temperature: float | None, top_k: int | None) -> dict:
+    """`generate(...)` keyword arguments from the generate commands' --temperature / --choice-temperature /
+    --top-k (omitted = the model's own; --top-k 0 = all codes), checked before anything is loaded."""
+    for flag, value in (("--temperature", temperature), ("--choice-temperature", choice_temperature)):
+        if value is not None and not value >= 0:
+            raise ConfigError(f"{flag} must be >= 0 (omit it for the model's own), got {value}")
+    if top_k is not None and top_k < 0:
+        raise ConfigError(f"--top-k must be >= 0 (0 = all codes; omit it for the model's own), got {top_k}")
+    given = {"temperature": temperature, "choice_temperature": choice_temperature, "top_k": top_k}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _load_prompt(model, prompt: Path, prompt_seconds: float | None):
@@ -162,11 +159,12 @@ def generate_soundstorm_cmd(
         prompt_seconds: float = typer.Option(0.0, "--prompt-seconds", help="Use only this much of the prompt."),
         n: int = typer.Option(1, "--n", help="Number of outputs."),
         steps: int = typer.Option(0, "--steps", help="MaskGIT steps of the first level (0 = the model's)."),
-        temperature: float = typer.Option(-1.0, "--temperature", help="Sampling temperature (-1 = the model's)."),
-        choice_temperature: float = typer.Option(-1.0, "--choice-temperature",
-                                                 help="MaskGIT choice noise (-1 = the model's)."),
-        top_k: int = typer.Option(-1, "--top-k", help="Sample among the k likeliest codes (-1 = the model's, "
-                                  "0 = all codes)."),
+        temperature: float = typer.Option(None, "--temperature", help="Sampling temperature (default: the "
+                                          "model's own)."),
+        choice_temperature: float = typer.Option(None, "--choice-temperature",
+                                                 help="MaskGIT choice noise (default: the model's own)."),
+        top_k: int = typer.Option(None, "--top-k", help="Sample among the k likeliest codes (0 = all codes; "
+                                  "default: the model's own)."),
         seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same output."),
         bf16: bool = typer.Option(False, "--bf16", help="Run the network in bf16 autocast."),
         save_codes: bool = typer.Option(False, "--codes", help="Also write each output's codes as .npy.")) -> None:
@@ -179,7 +177,7 @@ def generate_soundstorm_cmd(
 
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
-    sampling = sampling_overrides(choice_temperature, top_k)
+    sampling = sampling_overrides(temperature, choice_temperature, top_k)
     model = SoundStorm.from_pretrained(model_dir, device=pick_device())
     codec = model.soundstream
     if frames < 0:
@@ -193,7 +191,7 @@ def generate_soundstorm_cmd(
     prompt_audio = _load_prompt(model, prompt, prompt_seconds or None) if prompt is not None else None
     start = time.perf_counter()
     codes = model.generate(length, batch_size=n, prompt_audio=prompt_audio, steps=steps or None,
-                           temperature=None if temperature < 0 else temperature, seed=seed,
+                           seed=seed,
                            precision="bf16" if bf16 else "fp32", return_codes=True, **sampling)
     elapsed = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)

@@ -75,10 +75,11 @@ def generate_speech_cmd(text: list[str] = typer.Argument(..., help="One or more 
                         text_to_semantic: Path = typer.Option(None, "--text-to-semantic",
                                                               help="TextToSemantic folder, if the model has none."),
                         steps: int = typer.Option(0, "--steps", help="MaskGIT steps of the first level (0 = model's)."),
-                        choice_temperature: float = typer.Option(-1.0, "--choice-temperature",
-                                                                 help="MaskGIT choice noise (-1 = the model's)."),
-                        top_k: int = typer.Option(-1, "--top-k", help="Sample among the k likeliest codes (-1 = the "
-                                                  "model's, 0 = all codes)."),
+                        choice_temperature: float = typer.Option(None, "--choice-temperature",
+                                                                 help="MaskGIT choice noise (default: the model's "
+                                                                      "own)."),
+                        top_k: int = typer.Option(None, "--top-k", help="Sample among the k likeliest codes (0 = all "
+                                                  "codes; default: the model's own)."),
                         semantic_temperature: float = typer.Option(0.0, "--semantic-temperature",
                                                                    help="TextToSemantic sampling temperature "
                                                                         "(0 = greedy)."),
@@ -92,7 +93,7 @@ def generate_speech_cmd(text: list[str] = typer.Argument(..., help="One or more 
     from ..runtime import pick_device
     from .soundstorm import sampling_overrides
 
-    sampling = sampling_overrides(choice_temperature, top_k)
+    sampling = sampling_overrides(None, choice_temperature, top_k)
     model = SoundStorm.from_pretrained(model_dir, device=pick_device())
     if text_to_semantic is not None:
         model.attach_text_to_semantic(TextToSemantic.from_pretrained(text_to_semantic, device=model.device))
