@@ -530,37 +530,3 @@ def test_windowed_generation_keeps_padding_and_guidance():
     out = model.generate(mask=mask, cond_semantic_token_ids=semantic, seed=0, window_frames=12, cond_scale=2.0)
     assert out.shape == (2, 30, 3) and torch.isfinite(out.float()).all()
     assert (out[1, 9:] == 0).all() and (out[0] < 16).all() and (out[1, :9] < 16).all()
-
-
-def test_prompt_summary_sees_only_the_fully_known_frames_and_trains(tmp_path):
-    net = tiny_net(prompt_summary=True)
-    assert torch.count_nonzero(net.prompt_proj.weight) == 0  # a no-op until trained
-    codes = torch.randint(0, 16, (2, 10, 3))
-    codes[:, 4:, 1:] = net.mask_id  # frames 0-3 are the prompt: all 3 codes known
-    x = net.embed_codes(codes)
-    torch.testing.assert_close(net.known_summary(x, codes, None), x[:, :4].mean(1))
-    mask = torch.ones(2, 10, dtype=torch.bool)
-    mask[1, 2:] = False
-    torch.testing.assert_close(net.known_summary(x, codes, mask)[1], x[1, :2].mean(0))
-    with torch.no_grad():
-        net.prompt_proj.weight.normal_()
-    other = codes.clone()
-    other[:, 4:, 0] = torch.randint(0, 16, (2, 6))  # frames after the prompt change: the summary does not
-    torch.testing.assert_close(net.known_summary(net.embed_codes(other), other, None), x[:, :4].mean(1))
-    seen = []
-    hook = net.conformer.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
-    with torch.no_grad():
-        net(codes, level=0)
-    hook.remove()
-    # what the Conformer gets: every frame's code embeddings plus the projected prompt summary
-    expected = x + net.prompt_proj(x[:, :4].mean(1))[:, None]
-    torch.testing.assert_close(seen[0], expected.detach())
-    model = SoundStorm(tiny_net(prompt_summary=True))
-    loss, _ = model(torch.randint(0, 16, (4, 12, 3)), generator=torch.Generator().manual_seed(0))
-    loss.backward()
-    assert model.net.prompt_proj.weight.grad.abs().sum() > 0
-    model.save_pretrained(tmp_path / "m")
-    again = SoundStorm.from_pretrained(tmp_path / "m")
-    assert again.net.config.prompt_summary and again.net.prompt_proj is not None
-    with pytest.raises(ConfigError, match="prompt_summary"):
-        tiny_net(prompt_summary="yes")

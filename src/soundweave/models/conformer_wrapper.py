@@ -45,9 +45,6 @@ class ConformerWrapperConfig:
     # True: each level's output head is that level's input embedding table (as language models tie theirs), so
     # "this frame holds the code its neighbour holds" is learned at once (measured: README, SoundStorm recipe)
     tie_embeddings: bool = False
-    # True: the mean embedding of the fully known frames (the prompt) is projected and added to every frame, so
-    # each frame sees a summary of the prompt directly and not only through attention
-    prompt_summary: bool = False
 
     def __post_init__(self):
         if self.conformer is not None and not isinstance(self.conformer, dict):
@@ -81,9 +78,8 @@ class ConformerWrapperConfig:
             raise ConfigError(f"cond_dim must be a positive integer or None, got {self.cond_dim!r}")
         if self.mask_embedding not in ("zero", "learned"):
             raise ConfigError(f"mask_embedding must be 'zero' or 'learned', got {self.mask_embedding!r}")
-        for name in ("tie_embeddings", "prompt_summary"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.tie_embeddings, bool):
+            raise ConfigError(f"tie_embeddings must be True or False, got {self.tie_embeddings!r}")
 
 
 class ConformerWrapper(PretrainedModel):
@@ -101,18 +97,16 @@ class ConformerWrapper(PretrainedModel):
             adaptive LayerNorm ("adaln") or cross-attention ("cross").
         mask_embedding: "learned" (a trained mask token per level) or "zero" (a masked token adds nothing).
         tie_embeddings: each level's output head is its input embedding table (plus a per-code bias).
-        prompt_summary: add a projection of the mean embedding of the frames whose Q codes are all known (the
-            prompt, in training and generation alike) to every frame (starts as a no-op: zero weights).
     """
 
     def __init__(self, codebook_size: int, num_quantizers: int, conformer: dict | None = None,
                  num_semantic_token_ids: int | None = None, semantic_pad_id: int = -1,
                  semantic_ratio: float | None = None, cond_dim: int | None = None, cond_mode: str = "adaln",
-                 mask_embedding: str = "learned", tie_embeddings: bool = False, prompt_summary: bool = False):
+                 mask_embedding: str = "learned", tie_embeddings: bool = False):
         super().__init__()
         self.config = c = ConformerWrapperConfig(codebook_size, num_quantizers, conformer, num_semantic_token_ids,
                                                  semantic_pad_id, semantic_ratio, cond_dim, cond_mode, mask_embedding,
-                                                 tie_embeddings, prompt_summary)
+                                                 tie_embeddings)
         self.conformer = Conformer(**c.conformer, cond_dim=cond_dim, cond_mode=cond_mode)
         dim = self.conformer.dim
         self.dim = dim
@@ -127,10 +121,6 @@ class ConformerWrapper(PretrainedModel):
         self.head_weight = None if tie_embeddings else nn.Parameter(
             torch.empty(num_quantizers, codebook_size, dim).uniform_(-bound, bound))
         self.head_bias = nn.Parameter(torch.zeros(num_quantizers, codebook_size))
-        self.prompt_proj = nn.Linear(dim, dim) if prompt_summary else None
-        if self.prompt_proj is not None:
-            nn.init.zeros_(self.prompt_proj.weight)
-            nn.init.zeros_(self.prompt_proj.bias)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ConformerWrapper:
@@ -222,15 +212,6 @@ class ConformerWrapper(PretrainedModel):
             weights = codes.ne(self.mask_id).reshape(B * N, Q).to(self.code_embeds.dtype)
         return F.embedding_bag(flat, self.code_embeds, mode="sum", per_sample_weights=weights).reshape(B, N, -1)
 
-    def known_summary(self, x: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Mean of the frame embeddings `x` `(B, N, D)` over the real frames whose Q codes are all known -> `(B, D)`
-        (zeros for an item with none)."""
-        known = codes.ne(self.mask_id).all(dim=-1)
-        if mask is not None:
-            known = known & mask
-        weights = known.to(x.dtype)[..., None]
-        return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-
     def output_weights(self) -> torch.Tensor:
         """The Q output heads `(Q, C, D)`: their own weights, or (tied) the levels' code embeddings."""
         if self.head_weight is not None:
@@ -266,8 +247,6 @@ class ConformerWrapper(PretrainedModel):
             mask = self.check_mask(mask, codes.shape[0], codes.shape[1])
         B, N, _ = codes.shape
         x = self.embed_codes(codes)
-        if self.prompt_proj is not None:
-            x = x + self.prompt_proj(self.known_summary(x, codes, mask))[:, None]
         if semantic_embeds is None and semantic_ids is not None:
             if semantic_ids.shape[0] != B:
                 raise ShapeError(f"cond_semantic_token_ids has batch {semantic_ids.shape[0]}, codes have {B}")

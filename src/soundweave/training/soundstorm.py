@@ -301,16 +301,14 @@ class SoundStormTrainResult:
 
 
 def build_net(codec: nn.Module, preset: str = "small", *, mask_embedding: str = MASK_EMBEDDING,
-              tie_embeddings: bool = TIE_EMBEDDINGS, prompt_summary: bool = False,
-              **overrides: Any) -> ConformerWrapper:
+              tie_embeddings: bool = TIE_EMBEDDINGS, **overrides: Any) -> ConformerWrapper:
     """A ConformerWrapper matching the codec's levels and codebook, from a Conformer preset plus overrides
-    (`mask_embedding`, `tie_embeddings`, `prompt_summary`: see `ConformerWrapper`)."""
+    (`mask_embedding`, `tie_embeddings`: see `ConformerWrapper`)."""
     if preset not in PRESETS:
         raise ConfigError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     conformer = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     return ConformerWrapper(codebook_size=codec.codebook_size, num_quantizers=codec.num_quantizers,
-                            conformer=conformer, mask_embedding=mask_embedding, tie_embeddings=tie_embeddings,
-                            prompt_summary=prompt_summary)
+                            conformer=conformer, mask_embedding=mask_embedding, tie_embeddings=tie_embeddings)
 
 
 def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Module, out: str | os.PathLike, *,
