@@ -66,6 +66,7 @@ def test_generate_sampling_options_are_this_calls_sampling(trained, tmp_path):
 
     model = SoundStorm.from_pretrained(trained)
     for args, kwargs in (((), {}), (("--top-k", 1), {"top_k": 1}), (("--temperature", 3.0), {"temperature": 3.0}),
+                         (("--window-frames", 8), {"window_frames": 8}),
                          (("--choice-temperature", 0, "--top-k", 0), {"choice_temperature": 0.0, "top_k": 0})):
         out = tmp_path / f"s{len(args)}"
         result = invoke("generate", "soundstorm", "--model", trained, "--seconds", 0.4, "--out", out, "--seed", 3,
@@ -75,7 +76,8 @@ def test_generate_sampling_options_are_this_calls_sampling(trained, tmp_path):
         assert np.array_equal(np.load(out / "soundstorm-00.npy"), expected), args
     # omitted = the model's own; every negative value (-1 included) is an error
     for args, message in ((("--top-k", -1), "--top-k"), (("--choice-temperature", -1), "--choice-temperature"),
-                          (("--temperature", -0.5), "--temperature")):
+                          (("--temperature", -0.5), "--temperature"), (("--window-frames", 1), "--window-frames"),
+                          (("--window-frames", -2), "--window-frames")):
         result = invoke("generate", "soundstorm", "--model", tmp_path / "missing", "--out", tmp_path, *args)
         assert isinstance(result.exception, SoundweaveError) and message in str(result.exception)
 

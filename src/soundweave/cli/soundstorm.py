@@ -165,6 +165,10 @@ def generate_soundstorm_cmd(
                                                  help="MaskGIT choice noise (default: the model's own)."),
         top_k: int = typer.Option(None, "--top-k", help="Sample among the k likeliest codes (0 = all codes; "
                                   "default: the model's own)."),
+        window_frames: int = typer.Option(None, "--window-frames",
+                                          help="Generate in sliding windows of at most this many code frames, half "
+                                               "of each kept from before (for long outputs: memory grows linearly; "
+                                               "0 = one pass; default: the model's own, one pass unless stored)."),
         seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same output."),
         bf16: bool = typer.Option(False, "--bf16", help="Run the network in bf16 autocast."),
         save_codes: bool = typer.Option(False, "--codes", help="Also write each output's codes as .npy.")) -> None:
@@ -178,6 +182,10 @@ def generate_soundstorm_cmd(
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
     sampling = sampling_overrides(temperature, choice_temperature, top_k)
+    if window_frames is not None:
+        if window_frames < 0 or window_frames == 1:
+            raise ConfigError(f"--window-frames must be 0 (one pass) or >= 2, got {window_frames}")
+        sampling["window_frames"] = window_frames
     model = SoundStorm.from_pretrained(model_dir, device=pick_device())
     codec = model.soundstream
     if frames < 0:
