@@ -148,10 +148,11 @@ def main() -> None:
         "first_prompt": k,
         "prompt_seconds": args.prompt_seconds, "total_seconds": args.total_seconds,
         "soundstorm": {"parameters_M": round(model.net.num_parameters() / 1e6, 3), "train_s": round(train_s, 1),
-                       "conformer": model.net.config.conformer, "lr": args.lr, "batch_size": args.batch_size,
+                       "conformer": model.net.config.conformer,
                        "mask_embedding": model.net.config.mask_embedding,
                        "tie_embeddings": model.net.config.tie_embeddings,
-                       **({"train_steps": trained.train.step, "train_clips": trained.num_clips,
+                       **({"lr": args.lr, "batch_size": args.batch_size, "crop_seconds": args.crop_seconds,
+                           "train_steps": trained.train.step, "train_clips": trained.num_clips,
                            **{k: round(v, 4) for k, v in trained.metrics.items()}} if trained else
                           {"model": str(args.soundstorm)})},
         "level_probs": model.config.level_probs,
