@@ -68,6 +68,13 @@ class SoundStormConfig:
         check_window(self.window_frames, self.window_context)
 
 
+def _this_call(value: int | None, stored: int | None) -> int | None:
+    """A per-call setting where None means the model's stored one and 0 means off (None) for this call."""
+    if value is None:
+        return stored
+    return None if value == 0 and not isinstance(value, bool) else value
+
+
 class SoundStorm(SpeechMixin, PretrainedModel):
     """SoundStorm around a `ConformerWrapper`, optionally with a codec (`SoundStream`) attached.
 
@@ -411,16 +418,9 @@ class SoundStorm(SpeechMixin, PretrainedModel):
             raise ConfigError(f"temperature must be >= 0, got {temperature}")
         choice_temperature = (self.config.choice_temperature if choice_temperature is None
                               else float(choice_temperature))
-        if top_k is None:
-            top_k = self.config.top_k
-        elif top_k == 0 and not isinstance(top_k, bool):
-            top_k = None  # this call samples among all codes, whatever the model stores
-        else:
-            check_top_k(top_k)
-        if window_frames is None:
-            window_frames = self.config.window_frames
-        elif window_frames == 0 and not isinstance(window_frames, bool):
-            window_frames = None  # this call generates in one pass, whatever the model stores
+        top_k = _this_call(top_k, self.config.top_k)  # 0: all codes, whatever the model stores
+        check_top_k(top_k)
+        window_frames = _this_call(window_frames, self.config.window_frames)  # 0: one pass
         window_context = self.config.window_context if window_context is None else window_context
         check_window(window_frames, window_context)
         generator = make_generator(seed, generator, device=dev)
@@ -504,7 +504,7 @@ class SoundStorm(SpeechMixin, PretrainedModel):
                 return None if x is None else torch.cat([x, x])
 
             g_sem, g_cond, g_cmask = self._drop_condition(keep, twice(semantic), twice(cond), twice(cond_mask))
-            guided = {"mask": twice(mask), "semantic": g_sem, "cond": g_cond, "cond_mask": g_cmask}
+            guided = {"semantic": g_sem, "cond": g_cond, "cond_mask": g_cmask}  # the mask is set per window
 
         codes = torch.full((B, N, Q), mask_id, dtype=torch.long, device=dev)
         if prompt is not None:
