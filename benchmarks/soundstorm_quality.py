@@ -71,6 +71,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop-seconds", type=float, default=2.0)
     parser.add_argument("--soundstorm", type=Path, default=None, help="a trained SoundStorm (skips training)")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="fine-tune this trained SoundStorm (its size and codec) instead of training from scratch, "
+                             "e.g. a second phase with --level0-share 0.5 (README: the continuation recipe)")
     parser.add_argument("--top-k", type=int, default=None,
                         help="SoundStorm top-k for generation (default: the model's own; 0 = all codes)")
     parser.add_argument("--choice-temperature", type=float, default=None,
@@ -90,10 +93,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     corpus = ensure_corpus(args.corpus, args.clips, args.seed)
-    if args.soundstorm is not None:
+    if args.soundstorm is not None and args.init_from is not None:
+        parser.error("give --soundstorm (evaluate) or --init-from (fine-tune), not both")
+    if args.soundstorm is not None or args.init_from is not None:
         from soundweave import SoundStorm
 
-        model = SoundStorm.from_pretrained(args.soundstorm).eval()
+        model = SoundStorm.from_pretrained(args.soundstorm or args.init_from).eval()
         codec, trained, train_s = model.soundstream, None, 0.0
     elif args.codec is None:
         codec = train_codec(corpus, args.out / "codec", kind="spectral", preset="demo", seed=args.seed,
@@ -102,13 +107,13 @@ def main() -> None:
         codec = load_codec(args.codec)
     if args.soundstorm is None:
         start = time.perf_counter()
-        net = build_net(codec, "tiny", mask_embedding=args.mask_embedding, tie_embeddings=args.tie_embeddings,
-                        dim=args.dim, depth=args.depth,
-                        dim_head=args.dim_head)
+        net = None if args.init_from else build_net(codec, "tiny", mask_embedding=args.mask_embedding,
+                                                    tie_embeddings=args.tie_embeddings, dim=args.dim,
+                                                    depth=args.depth, dim_head=args.dim_head)
         trained = train_soundstorm(corpus, codec, args.out / "soundstorm", steps=args.steps,
                                    batch_size=args.batch_size,
                                    lr=args.lr, seconds=args.crop_seconds,
-                                   net=net,
+                                   net=net, init_from=args.init_from,
                                    max_seconds=args.minutes * 60, seed=args.seed, progress=False,
                                    level_probs=level_probs_for(args.level0_share or None, codec.num_quantizers))
         train_s = time.perf_counter() - start
@@ -152,6 +157,7 @@ def main() -> None:
                        "mask_embedding": model.net.config.mask_embedding,
                        "tie_embeddings": model.net.config.tie_embeddings,
                        **({"lr": args.lr, "batch_size": args.batch_size, "crop_seconds": args.crop_seconds,
+                           "init_from": None if args.init_from is None else str(args.init_from),
                            "train_steps": trained.train.step, "train_clips": trained.num_clips,
                            **{k: round(v, 4) for k, v in trained.metrics.items()}} if trained else
                           {"model": str(args.soundstorm)})},

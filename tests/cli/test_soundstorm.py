@@ -177,6 +177,32 @@ def test_train_soundstorm_recipe_options_reach_the_model(tiny_corpus, codec_dir,
     assert model.config.choice_temperature == 0.0 and model.config.top_k == 7
 
 
+def test_train_soundstorm_init_from_fine_tunes_a_trained_model(trained, tiny_corpus, codec_dir, tmp_path):
+    out = tmp_path / "phase2"
+    result = invoke("train", "soundstorm", "--data", tiny_corpus, "--codec", codec_dir, "--out", out, "--steps", 2,
+                    "--batch-size", 2, "--seconds", 0.5, "--lr", 1e-9, "--level0-share", 0.5, "--save-every", 0,
+                    "--init-from", trained)
+    assert result.exit_code == 0, result.output
+    start, tuned = SoundStorm.from_pretrained(trained), SoundStorm.from_pretrained(out)
+    assert tuned.net.config.conformer == start.net.config.conformer  # its size, not the default preset's
+    assert tuned.config.level_probs == pytest.approx([0.5, 0.25, 0.25])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(tuned.net.state_dict().values(),
+                                                               start.net.state_dict().values(), strict=True))
+
+
+@pytest.mark.parametrize("args, message", [(("--dim", "64"), "--dim"), (("--semantic", "phonemes"), "--semantic"),
+                                           ((), "not a trained SoundStorm")])
+def test_train_soundstorm_init_from_refuses_what_it_cannot_do(args, message, trained, tiny_corpus, codec_dir,
+                                                             tmp_path):
+    out = tmp_path / "never"
+    start = tmp_path / "empty" if not args else trained
+    start.mkdir(exist_ok=True)
+    result = invoke("train", "soundstorm", "--data", tiny_corpus, "--codec", codec_dir, "--out", out, "--steps", 1,
+                    "--init-from", start, *args)
+    assert result.exit_code != 0 and isinstance(result.exception, SoundweaveError)
+    assert message in str(result.exception) and not out.exists()
+
+
 def test_train_soundstorm_cli_defaults_are_the_training_recipe():
     # the command keeps torch out of its import, so its defaults are literals: they must stay the recipe's constants
     import inspect

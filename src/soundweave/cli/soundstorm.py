@@ -32,6 +32,10 @@ def train_soundstorm_cmd(
                                              help="MaskGIT steps of the first level stored with the model."),
         bf16: bool = typer.Option(False, "--bf16", help="Train in bf16 autocast (about 2-4x faster on CPU)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
+        init_from: Path = typer.Option(None, "--init-from", help="Start from this trained SoundStorm's network "
+                                       "(architecture and weights) and fine-tune it, e.g. a second phase with "
+                                       "--level0-share 0.5 after a first that learned level 0 (README: the "
+                                       "continuation recipe). Not with --dim/--depth/--semantic/--mulan."),
         ema: float = typer.Option(0.0, "--ema", help="EMA decay of the saved weights (0 = off, e.g. 0.999)."),
         eval_every: int = typer.Option(0, "--eval-every", help="Validation every N steps (0 = only at the end)."),
         save_every: int = typer.Option(500, "--save-every", help="Checkpoint every N steps (0 = never)."),
@@ -80,6 +84,13 @@ def train_soundstorm_cmd(
         raise ConfigError(f"--choice-temperature must be >= 0, got {choice_temperature}")
     if top_k < 0:
         raise ConfigError(f"--top-k must be >= 0 (0 = all codes), got {top_k}")
+    if init_from is not None:
+        if mulan is not None or semantic != "none":
+            raise ConfigError("--init-from fine-tunes a plain SoundStorm; it does not combine with --semantic/--mulan")
+        if dim is not None or depth is not None:
+            raise ConfigError("--init-from fixes the network's size; do not also give --dim or --depth")
+        if not (init_from / "config.json").is_file():
+            raise ConfigError(f"--init-from {init_from} is not a trained SoundStorm folder (no config.json)")
     recipe = dict(level0_share=level0_share or None, mask_embedding=mask_embedding, tie_embeddings=tie_embeddings,
                   choice_temperature=choice_temperature, top_k=top_k or None)
 
@@ -116,7 +127,7 @@ def train_soundstorm_cmd(
                               seconds=seconds if seconds > 0 else None, preset=preset, dim=dim, depth=depth,
                               generation_steps=generation_steps, bf16=bf16, resume=resume, seed=seed,
                               ema_decay=ema or None, eval_every=eval_every, save_every=save_every, log_every=log_every,
-                              where=parse_filter(filter_) or None, progress=True, **recipe)
+                              where=parse_filter(filter_) or None, progress=True, init_from=init_from, **recipe)
     losses = result.train.losses
     print_json({"steps": result.train.step, "clips": result.num_clips,
                 "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,

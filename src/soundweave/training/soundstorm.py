@@ -323,7 +323,8 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
                      mask_embedding: str = MASK_EMBEDDING,
                      tie_embeddings: bool = TIE_EMBEDDINGS,
                      choice_temperature: float = CHOICE_TEMPERATURE,
-                     top_k: int | None = TOP_K) -> SoundStormTrainResult:
+                     top_k: int | None = TOP_K,
+                     init_from: str | os.PathLike | None = None) -> SoundStormTrainResult:
     """Train SoundStorm on the codes of `codec` for the clips of a manifest folder (split "train").
 
     Codes are computed once and cached in `cache_dir` (default OUT/codes). Crops of `seconds` (None:
@@ -336,7 +337,14 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
     network built here (see `ConformerWrapper`); `choice_temperature` / `top_k`: the generation defaults stored with the
     model. The defaults are the measured recipe (`LEVEL0_SHARE`, `MASK_EMBEDDING`, `TIE_EMBEDDINGS`,
     `CHOICE_TEMPERATURE`).
+    `init_from`: a saved SoundStorm folder whose network (architecture and weights) this run starts from and
+    fine-tunes, e.g. a second phase with a lower `level0_share` after a first one that learned level 0 (README:
+    the continuation recipe); the optimizer and LR schedule start afresh. It fixes the architecture, so it
+    cannot go with `net`, `dim` or `depth`.
     """
+    if init_from is not None and (net is not None or dim is not None or depth is not None):
+        raise ConfigError("init_from fixes the network; do not also give net, dim or depth")
+    start_net = None if init_from is None else SoundStorm.from_pretrained(init_from).net  # fails before any work
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     codec = as_codec(codec)
@@ -362,6 +370,8 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
     net_file = out / NET_CONFIG_NAME
     if resume and net_file.is_file():
         net = ConformerWrapper.from_config(json.loads(net_file.read_text()))
+    elif start_net is not None:
+        net = start_net
     elif net is None:
         net = build_net(codec, preset, mask_embedding=mask_embedding, tie_embeddings=tie_embeddings, dim=dim,
                         depth=depth)
