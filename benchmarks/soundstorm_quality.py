@@ -107,13 +107,14 @@ def main() -> None:
         codec = load_codec(args.codec)
     if args.soundstorm is None:
         start = time.perf_counter()
-        net = None if args.init_from else build_net(codec, "tiny", mask_embedding=args.mask_embedding,
-                                                    tie_embeddings=args.tie_embeddings, dim=args.dim,
-                                                    depth=args.depth, dim_head=args.dim_head)
+        # --init-from: the loaded model's network, weights and all (train_soundstorm(init_from=) would load it again)
+        net = model.net if args.init_from else build_net(codec, "tiny", mask_embedding=args.mask_embedding,
+                                                         tie_embeddings=args.tie_embeddings, dim=args.dim,
+                                                         depth=args.depth, dim_head=args.dim_head)
         trained = train_soundstorm(corpus, codec, args.out / "soundstorm", steps=args.steps,
                                    batch_size=args.batch_size,
                                    lr=args.lr, seconds=args.crop_seconds,
-                                   net=net, init_from=args.init_from,
+                                   net=net,
                                    max_seconds=args.minutes * 60, seed=args.seed, progress=False,
                                    level_probs=level_probs_for(args.level0_share or None, codec.num_quantizers))
         train_s = time.perf_counter() - start

@@ -191,7 +191,7 @@ def test_train_soundstorm_init_from_fine_tunes_a_trained_model(trained, tiny_cor
 
 
 @pytest.mark.parametrize("args, message", [(("--dim", "64"), "--dim"), (("--semantic", "phonemes"), "--semantic"),
-                                           ((), "not a trained SoundStorm")])
+                                           ((), "no config.json")])
 def test_train_soundstorm_init_from_refuses_what_it_cannot_do(args, message, trained, tiny_corpus, codec_dir,
                                                              tmp_path):
     out = tmp_path / "never"

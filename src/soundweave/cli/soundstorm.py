@@ -89,8 +89,6 @@ def train_soundstorm_cmd(
             raise ConfigError("--init-from fine-tunes a plain SoundStorm; it does not combine with --semantic/--mulan")
         if dim is not None or depth is not None:
             raise ConfigError("--init-from fixes the network's size; do not also give --dim or --depth")
-        if not (init_from / "config.json").is_file():
-            raise ConfigError(f"--init-from {init_from} is not a trained SoundStorm folder (no config.json)")
     recipe = dict(level0_share=level0_share or None, mask_embedding=mask_embedding, tie_embeddings=tie_embeddings,
                   choice_temperature=choice_temperature, top_k=top_k or None)
 
