@@ -20,7 +20,7 @@ import torch
 
 from soundweave.data.dataset import CaptionedAudioDataset, collate_audio
 from soundweave.data.manifest import read_manifest
-from soundweave.runtime import seed_everything
+from soundweave.runtime import default_precision, seed_everything
 from soundweave.training.mulan import (
     ClipCache,
     MuLaNEvaluator,
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--size", default="small")
-    parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    parser.add_argument("--precision", default=default_precision("cpu"), choices=["fp32", "bf16"])
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

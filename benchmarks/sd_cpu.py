@@ -2,11 +2,12 @@
 
 Times one guided denoising step (batch 2: conditional + unconditional) and one VAE decode at the CLI's
 CPU default size and precision, then projects the time of one image with the CPU defaults of
-`soundweave audio2img` (20 DPM-Solver++ steps at 512 x 512 in bf16) plus the aligner. Also prints what
-the pipeline's own estimate (FLOPs x this machine's matmul speed) predicts, to check the printed figure.
-Goal: under 2 minutes per image. Prints JSON.
+`soundweave audio2img` (20 DPM-Solver++ steps at 512 x 512; bf16 on a CPU with native bf16, else fp32) plus the
+aligner. `--both` also times the other precision in the same run. Also prints what the pipeline's own estimate
+(FLOPs x this machine's matmul speed) predicts, to check the printed figure. Goal: under 2 minutes per image.
+Prints JSON.
 
-    python benchmarks/sd_cpu.py [--size 512] [--steps 20] [--precision bf16] [--repeats 2] [--fp32-too]
+    python benchmarks/sd_cpu.py [--size 512] [--steps 20] [--precision bf16|fp32] [--repeats 2] [--both]
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from types import SimpleNamespace
 import torch
 
 from soundweave.pipelines.audio2img import prepare_for_cpu
-from soundweave.runtime import time_call
+from soundweave.runtime import cpu_bf16_native, default_precision, time_call
 
 SD21_UNET = dict(sample_size=64, in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280),
                  layers_per_block=2, attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024,
@@ -53,15 +54,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=512, help="image size (the CLI's CPU default is 512)")
     parser.add_argument("--steps", type=int, default=20, help="steps of the CLI's CPU default")
-    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    parser.add_argument("--precision", default=default_precision("cpu"), choices=["bf16", "fp32"])
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--fp32-too", action="store_true", help="also time fp32 (slow)")
+    parser.add_argument("--both", "--fp32-too", dest="both", action="store_true",
+                        help="also time the other precision (bf16 or fp32), side by side")
     args = parser.parse_args()
     result = {"benchmark": "sd_cpu", "model": "SD 2.1-sized UNet + VAE, random weights", "size": args.size,
-              "threads": torch.get_num_threads(), "steps": args.steps}
+              "threads": torch.get_num_threads(), "steps": args.steps,
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16_native": cpu_bf16_native()}
     result[args.precision] = measure(args.precision, args.size, args.repeats)
-    if args.fp32_too and args.precision != "fp32":
-        result["fp32"] = measure("fp32", args.size, args.repeats)
+    if args.both:
+        other = "fp32" if args.precision == "bf16" else "bf16"
+        result[other] = measure(other, args.size, args.repeats)
     m = result[args.precision]
     projected = args.steps * m["seconds_per_guided_step"] + m["vae_decode_seconds"] + ALIGNER_SECONDS
     result["projected_image_seconds"] = round(projected, 1)

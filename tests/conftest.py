@@ -35,3 +35,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """Set whether this CPU counts as having native bf16, and re-arm the once-per-process warning."""
+    from soundweave import runtime
+
+    def set_native(native: bool) -> None:
+        monkeypatch.setattr(runtime, "cpu_bf16_native", lambda: native)
+        monkeypatch.setattr(runtime, "_warned_slow_bf16", False)
+
+    return set_native

@@ -50,3 +50,44 @@ def test_time_call_and_memory_readings():
     reset_peak_rss()
     if rss_mib() is not None:  # Linux
         assert peak_rss_mib() >= rss_mib() * 0.5 > 0
+
+
+def test_default_precision_is_bf16_only_on_a_cpu_with_native_bf16(bf16_cpu):
+    from soundweave.runtime import default_precision
+
+    bf16_cpu(True)
+    assert default_precision("cpu") == "bf16" and default_precision(torch.device("cpu")) == "bf16"
+    assert default_precision("cuda") == "fp32"
+    bf16_cpu(False)
+    assert default_precision("cpu") == "fp32" and default_precision("cuda") == "fp32"
+
+
+def test_cpu_bf16_native_reads_the_cpu_and_honours_an_isa_cap(monkeypatch):
+    from soundweave import runtime
+
+    caps = torch.cpu.get_capabilities()
+    runtime.cpu_bf16_native.cache_clear()
+    try:
+        assert runtime.cpu_bf16_native() == bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+        runtime.cpu_bf16_native.cache_clear()
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+        assert runtime.cpu_bf16_native() is False  # oneDNN capped below its bf16 kernels
+    finally:
+        runtime.cpu_bf16_native.cache_clear()
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_once(bf16_cpu, caplog):
+    bf16_cpu(False)
+    with caplog.at_level("WARNING", logger="soundweave.runtime"):
+        for _ in range(3):
+            with autocast("cpu", "bf16"):
+                pass
+        with autocast("cpu", "fp32"):
+            pass
+    warnings = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
+    assert len(warnings) == 1 and "fp32" in warnings[0], warnings
+    caplog.clear()
+    bf16_cpu(True)
+    with caplog.at_level("WARNING", logger="soundweave.runtime"), autocast("cpu", "bf16"):
+        pass
+    assert not [r for r in caplog.records if "emulated" in r.getMessage()]

@@ -203,7 +203,7 @@ def test_fast_inference_encoder_equals_transformers():
 
 
 @pytest.mark.skipif(not int8_available(), reason="this PyTorch build has no quantized CPU engine")
-def test_int8_path_stays_close_to_fp32_and_tracks_weight_changes():
+def test_int8_path_stays_close_to_fp32_and_tracks_weight_changes(bf16_cpu):
     torch.manual_seed(0)
     model = AudioCLIPAligner(tiny_config(), target_dim=16, target_len=9).eval()
     audio = torch.randn(2, 16000) * 0.1
@@ -225,7 +225,11 @@ def test_int8_path_stays_close_to_fp32_and_tracks_weight_changes():
     assert model.cpu_precision() == "int8"
     with pytest.raises(ConfigError):
         model.train().embed(audio, 16000, precision="int8")
-    assert model.cpu_precision() == "bf16"  # the default never names a path the model's mode cannot run
+    # the default never names a path the model's mode cannot run: bf16 where the CPU has it natively, else fp32
+    bf16_cpu(True)
+    assert model.cpu_precision() == "bf16"
+    bf16_cpu(False)
+    assert model.cpu_precision() == "fp32"
     with pytest.raises(ConfigError):
         model.eval().embed(audio, 16000, precision="int4")
 

@@ -129,7 +129,11 @@ def test_wrong_target_dims_name_both_sizes():
         Audio2ImagePipeline(tiny_sd(), tiny_aligner(dim=24))
 
 
-def test_cpu_defaults_and_expected_time(pipe, capsys):
+def test_cpu_defaults_and_expected_time(pipe, capsys, bf16_cpu):
+    bf16_cpu(False)  # an AVX2-class CPU: bf16 is emulated there, so the default is fp32
+    settings = cpu_aware_settings(pipe.sd, torch.device("cpu"))
+    assert (settings.num_inference_steps, settings.scheduler, settings.precision) == (20, "dpm", "fp32")
+    bf16_cpu(True)  # AVX512-BF16 / AMX
     settings = cpu_aware_settings(pipe.sd, torch.device("cpu"))
     assert (settings.num_inference_steps, settings.scheduler, settings.precision) == (20, "dpm", "bf16")
     assert settings.height == settings.width == 32  # min(native, 512)
@@ -162,8 +166,9 @@ def test_from_pretrained_folders(tmp_path, pipe):
     embed = half.aligner.embed
     half.aligner.embed = lambda *a, **k: seen.append(k.get("precision")) or embed(*a, **k)
     half.encode_audio(clip(), 16000, precision="bf16")  # the CPU default runs the aligner's int8 path
+    half.encode_audio(clip(), 16000)  # so does no precision at all, whatever the CPU's bf16
     half.encode_audio(clip(), 16000, precision="fp32")
-    assert seen == [half.aligner.cpu_precision(), "fp32"] and seen[0] == "int8"
+    assert seen == [half.aligner.cpu_precision()] * 2 + ["fp32"] and seen[0] == "int8"
     assert half(clip(), sr=16000, seed=0, num_inference_steps=2, output_type="np", verbose=False).images.shape \
         == (1, 32, 32, 3)
     # a CPU run puts the VAE in channels-last memory format (oneDNN's fast convolution layout)

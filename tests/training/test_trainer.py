@@ -78,6 +78,15 @@ def test_bf16_autocast_trains_and_does_not_leak_into_the_next_trainer(tmp_path):
     assert build(tmp_path / "fp32", 2).accelerator.mixed_precision == "no"
 
 
+def test_bf16_training_on_a_cpu_without_native_bf16_says_it_is_slow(tmp_path, bf16_cpu, caplog):
+    bf16_cpu(False)
+    with caplog.at_level("WARNING", logger="soundweave.runtime"):
+        build(tmp_path / "fp32", 2)
+        assert not [r for r in caplog.records if "emulated" in r.getMessage()]
+        build(tmp_path / "bf16", 2, precision="bf16", ema=None)
+    assert [r for r in caplog.records if "emulated" in r.getMessage()], "bf16 on an AVX2-class CPU must warn"
+
+
 def test_ema_follows_with_lag(tmp_path):
     # the EMA is the decayed average of the model's weights after each optimizer step (decay
     # min(0.99, (1 + s) / (10 + s)) at step s), so it lags behind them. (Comparing how far each has moved

@@ -24,8 +24,8 @@ REAL_SD_HOWTO = (
     "      --aligner facebook/w2v-bert-2.0 --target-len 77\n"
     "  soundweave audio2img clip.wav --out image.png --sd stabilityai/stable-diffusion-2-1-base "
     "--aligner runs/a2i/aligner\n"
-    "(on a CPU the defaults are bf16, 20 DPM-Solver++ steps, 512x512; override with --steps/--height/--width/"
-    "--precision)")
+    "(on a CPU the defaults are 20 DPM-Solver++ steps, 512x512, and bf16 if the CPU has native bf16 "
+    "(AVX512-BF16 / AMX), else fp32; override with --steps/--height/--width/--precision)")
 
 
 def _hf_options(caption_column: str | None, tag_columns: str) -> dict | None:
@@ -119,7 +119,8 @@ def audio2img_cmd(
         height: int = typer.Option(0, help="Image height (0 = min(native, 512) on CPU, native on GPU)."),
         width: int = typer.Option(0, help="Image width (0 = as height)."),
         scheduler: str = typer.Option("", help="'dpm' (DPM-Solver++, CPU default), 'ddim', 'euler' or 'default'."),
-        precision: str = typer.Option("", help="'bf16' (CPU default) or 'fp32' (GPU default)."),
+        precision: str = typer.Option("", help="'bf16' or 'fp32' (default: bf16 on a CPU with native bf16 - "
+                                "AVX512-BF16 / AMX - else fp32; emulated bf16 is many times slower)."),
         num_images: int = typer.Option(1, help="Images to draw."),
         seed: int = typer.Option(0, help="Seed: the same seed gives the same image."),
         device: str = typer.Option("", help="Device (default: cuda > mps > cpu)."),

@@ -47,7 +47,9 @@ def train_mulan_cmd(
     lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
     seconds: float = typer.Option(4.0, "--seconds", help="Training window length (random crop) in seconds."),
     loss: str = typer.Option("infonce", "--loss", help="Contrastive loss: infonce | decoupled | sigmoid."),
-    bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast (about 4x faster matmuls on CPU)."),
+    bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast (about 4x faster matmuls on a CPU "
+                                  "with native bf16 - AVX512-BF16 / AMX; emulated and many times slower on other "
+                                  "CPUs: a warning says so)."),
     ema: float = typer.Option(0.0, "--ema", help="EMA decay of the published weights (0 = off, e.g. 0.999)."),
     eval_every: int = typer.Option(
         0, "--eval-every", help="Evaluate on the valid split every K steps (0 = off)."

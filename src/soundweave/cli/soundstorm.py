@@ -30,7 +30,9 @@ def train_soundstorm_cmd(
         depth: int = typer.Option(None, "--depth", help="Override the preset's number of Conformer blocks."),
         generation_steps: int = typer.Option(16, "--generation-steps",
                                              help="MaskGIT steps of the first level stored with the model."),
-        bf16: bool = typer.Option(False, "--bf16", help="Train in bf16 autocast (about 2-4x faster on CPU)."),
+        bf16: bool = typer.Option(False, "--bf16", help="Train in bf16 autocast (faster only on GPUs and CPUs with "
+                                  "native bf16 - AVX512-BF16 / AMX; emulated on other CPUs, about 9x slower: a "
+                                  "warning says so)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
         init_from: Path = typer.Option(None, "--init-from", help="Start from this trained SoundStorm's network "
                                        "(architecture and weights) and fine-tune it, e.g. a second phase with "

@@ -9,10 +9,11 @@ negative audio (default: 4 s of white noise at amplitude 0.01, as audio2img did)
 `audio_weight * audio + (1 - audio_weight) * text`. The SD tokenizer/text encoder are only needed when
 text is used (`tokenizer=None`, `text_encoder=None` work otherwise).
 
-CPU-aware defaults (used for every setting left as None): on a CPU, bf16, 20 steps of DPM-Solver++
-(multistep) and at most 512 x 512; on a GPU, the SD pipeline's own scheduler, 50 steps, the model's
-native size. The expected time is printed before sampling starts (`verbose=True`). The pipeline owns no
-weights and keeps no state between calls: the scheduler of a call is a fresh copy.
+CPU-aware defaults (used for every setting left as None): on a CPU, 20 steps of DPM-Solver++ (multistep), at
+most 512 x 512, and bf16 where the CPU has native bf16 (AVX512-BF16 / AMX; elsewhere bf16 is emulated and many
+times slower, so fp32: `runtime.default_precision`); on a GPU, fp32, the SD pipeline's own scheduler, 50
+steps, the model's native size. The expected time is printed before sampling starts (`verbose=True`). The
+pipeline owns no weights and keeps no state between calls: the scheduler of a call is a fresh copy.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import torch
 from ..audio.io import check_audio, load
 from ..errors import CheckpointError, ConfigError, ShapeError
 from ..models.aligner import AudioCLIPAligner
-from ..runtime import autocast, check_precision, make_generator, pick_device
+from ..runtime import autocast, check_precision, default_precision, make_generator, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def cpu_aware_settings(sd, device: torch.device, num_inference_steps: int | None
         num_inference_steps=int(num_inference_steps or (20 if cpu else 50)),
         height=int(height or size), width=int(width or size),
         scheduler=scheduler or ("dpm" if cpu else "default"),
-        precision=check_precision(precision or ("bf16" if cpu else "fp32")), device=str(device))
+        precision=check_precision(precision or default_precision(device)), device=str(device))
     if settings.scheduler not in SCHEDULERS:
         raise ConfigError(f"scheduler must be one of {SCHEDULERS}, got {settings.scheduler!r}")
     if settings.num_inference_steps < 1:
@@ -219,12 +220,13 @@ class Audio2ImagePipeline:
                         device: str | torch.device | None = None, precision: str | None = None,
                         **sd_kwargs) -> Audio2ImagePipeline:
         """Load a diffusers SD pipeline (hub id or folder) and a saved aligner. SD's weights are bf16 on a CPU
-        by default (`precision='fp32'` keeps fp32), fp32 elsewhere; the aligner keeps fp32 weights and, when
-        the call's precision is bf16 on a CPU, runs its CPU path (`aligner.cpu_precision()`: int8 products)."""
+        with native bf16 (AVX512-BF16 / AMX) by default, fp32 on other CPUs and GPUs (`runtime.default_precision`;
+        `precision=` chooses); the aligner keeps fp32 weights and, on a CPU, runs its CPU path
+        (`aligner.cpu_precision()`: int8 products where supported)."""
         from diffusers import DiffusionPipeline
 
         device = pick_device(device)
-        precision = check_precision(precision or ("bf16" if device.type == "cpu" else "fp32"))
+        precision = check_precision(precision or default_precision(device))
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         aligner = AudioCLIPAligner.from_pretrained(aligner_dir)
         cross = _unet_cross_attention_dim(sd_id_or_dir)
@@ -261,17 +263,20 @@ class Audio2ImagePipeline:
         return check_audio(audio), sr
 
     def encode_audio(self, audio, sr: int | None = None, precision: str | None = None) -> torch.Tensor:
-        """Audio (path, (T,), (B, T) or list of clips) -> (B, target_len, target_dim) prompt embeddings."""
+        """Audio (path, (T,), (B, T) or list of clips) -> (B, target_len, target_dim) prompt embeddings.
+        precision None (the default) or "bf16" on a CPU: the aligner's CPU path (`aligner.cpu_precision()`)."""
         audio, sr = self._audio(audio, sr)
         # inference runs the aligner in eval mode (no dropout / SpecAugment) whatever mode it was handed over
         # in, and gives it back in that mode: a module built from a config starts in training mode
         was_training = self.aligner.training
         self.aligner.eval()
         try:
-            if precision == "bf16" and self.aligner.device.type == "cpu":
+            if precision in (None, "bf16") and self.aligner.device.type == "cpu":
                 # the CPU default: the aligner's fastest CPU path (int8 products where supported; see
                 # AudioCLIPAligner.cpu_precision and benchmarks/aligner_latency.py)
                 precision = self.aligner.cpu_precision()
+            elif precision is None:
+                precision = default_precision(self.aligner.device)
             with torch.no_grad():
                 out = self.aligner.embed(audio, sr, precision=precision)
         finally:
@@ -352,7 +357,7 @@ class Audio2ImagePipeline:
         settings = cpu_aware_settings(self.sd, device, num_inference_steps, height, width, scheduler, precision)
         generator = make_generator(seed, generator)
         positive, negative = self.embeddings(audio, sr, negative_audio, negative_sr, prompt, negative_prompt,
-                                             audio_weight, settings.precision)
+                                             audio_weight, precision)  # None: the aligner's own default
         guided = guidance_scale > 1.0
         estimate = None
         if verbose:

@@ -60,6 +60,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from ..errors import CheckpointError, CheckpointWriteError, ConfigError, DataError, NonFiniteLossError
+from ..runtime import warn_if_slow_bf16
 from .checkpoint import (
     EMA_NAME,
     MODEL_NAME,
@@ -180,6 +181,8 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=MIXED_PRECISION[config.mixed_precision],
                                        gradient_accumulation_steps=config.grad_accum, cpu=cpu,
                                        dataloader_config=DataLoaderConfiguration(split_batches=True))
+        if config.mixed_precision == "bf16":
+            warn_if_slow_bf16(self.accelerator.device, "bf16")
         self.fsdp = self.accelerator.distributed_type == DistributedType.FSDP
         if self.fsdp and config.ema_decay:
             raise ConfigError("EMA is not supported under FSDP (the EMA copy would need its own sharding); "
