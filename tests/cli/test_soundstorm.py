@@ -190,8 +190,8 @@ def test_train_soundstorm_init_from_fine_tunes_a_trained_model(trained, tiny_cor
                                                                start.net.state_dict().values(), strict=True))
 
 
-@pytest.mark.parametrize("args, message", [(("--dim", "64"), "--dim"), (("--semantic", "phonemes"), "--semantic"),
-                                           ((), "no config.json")])
+@pytest.mark.parametrize("args, message", [(("--dim", "64"), "--dim"), (("--mulan", "m"), "--mulan"),
+                                           (("--semantic", "phonemes"), "phoneme units"), ((), "no config.json")])
 def test_train_soundstorm_init_from_refuses_what_it_cannot_do(args, message, trained, tiny_corpus, codec_dir,
                                                              tmp_path):
     out = tmp_path / "never"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from soundweave import SpectralCodec
+from soundweave import ConformerWrapper, SpectralCodec
 from tests.helpers import invoke_cli, parse_json
 
 
@@ -49,6 +49,29 @@ def test_speech_cli_end_to_end(tmp_path):
     assert got.shape == expected.shape and torch.allclose(got, expected.float(), atol=1e-4)
     result = invoke_cli("generate", "speech", "hi", "--model", tts, "--top-k", -4)
     assert "--top-k" in str(result.exception)
+
+    # a second phase: --init-from a speech SoundStorm keeps its network (size, weights at lr ~0) and its TextToSemantic
+    phase2 = tmp_path / "tts2"
+    result = invoke_cli("train", "soundstorm", "--data", data, "--codec", tmp_path / "c", "--out", phase2,
+                        "--semantic", "phonemes", "--init-from", tts, "--steps", 1, "--batch-size", 2,
+                        "--seconds", 1.0, "--lr", 1e-9, "--level0-share", 0.5)
+    assert result.exit_code == 0, result.output
+    assert parse_json(result.stdout)["init_from"] == str(tts)
+    tuned = SoundStorm.from_pretrained(phase2)
+    assert tuned.net.config.conformer == model.net.config.conformer and tuned.text_to_semantic is not None
+    assert tuned.config.level_probs == [0.5, 0.5]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(tuned.net.state_dict().values(),
+                                                               model.net.state_dict().values(), strict=True))
+    assert tuned.generate(texts=["hello there"], seed=0, steps=2)[0].numel() > 0
+    # a plain (unconditioned) SoundStorm cannot be a speech model's start: refused before any work
+    plain = tmp_path / "plain"
+    SoundStorm(ConformerWrapper(codebook_size=16, num_quantizers=2, conformer=dict(dim=16, depth=1, heads=2,
+                                                                                   dim_head=8)),
+               soundstream=model.soundstream).save_pretrained(plain)
+    result = invoke_cli("train", "soundstorm", "--data", data, "--codec", tmp_path / "c", "--out", tmp_path / "no",
+                        "--semantic", "phonemes", "--init-from", plain, "--steps", 1)
+    assert result.exit_code != 0 and "phoneme units" in str(result.exception)
+    assert not (tmp_path / "no").exists()
 
 
 def test_bad_semantic_option_is_one_line_error(tmp_path):

@@ -59,3 +59,16 @@ def test_step_fn_blanks_only_a_prefix():
         blanked = (row == -1).int()
         assert blanked.sum() <= 20 and (blanked.diff() <= 0).all()  # a prefix, at most half
     assert (out == -1).any()
+
+
+def test_init_from_refuses_a_network_or_size_of_its_own_before_any_work(tmp_path):
+    import pytest
+
+    from soundweave.errors import ConfigError
+    from soundweave.training.speech import train_speech_soundstorm
+
+    for extra in ({"dim": 32}, {"depth": 2}, {"net": object()}):
+        with pytest.raises(ConfigError, match="init_from fixes the network"):
+            train_speech_soundstorm(tmp_path / "data", tmp_path / "codec", tmp_path / "out", init_from=tmp_path,
+                                    **extra)
+    assert not (tmp_path / "out").exists()

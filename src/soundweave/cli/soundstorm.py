@@ -37,7 +37,8 @@ def train_soundstorm_cmd(
         init_from: Path = typer.Option(None, "--init-from", help="Start from this trained SoundStorm's network "
                                        "(architecture and weights) and fine-tune it, e.g. a second phase with "
                                        "--level0-share 0.5 after a first that learned level 0 (README: the "
-                                       "continuation recipe). Not with --dim/--depth/--semantic/--mulan."),
+                                       "continuation recipe); with --semantic phonemes a speech SoundStorm (its "
+                                       "TextToSemantic stays attached). Not with --dim/--depth/--mulan."),
         ema: float = typer.Option(0.0, "--ema", help="EMA decay of the saved weights (0 = off, e.g. 0.999)."),
         eval_every: int = typer.Option(0, "--eval-every", help="Validation every N steps (0 = only at the end)."),
         save_every: int = typer.Option(500, "--save-every", help="Checkpoint every N steps (0 = never)."),
@@ -87,8 +88,9 @@ def train_soundstorm_cmd(
     if top_k < 0:
         raise ConfigError(f"--top-k must be >= 0 (0 = all codes), got {top_k}")
     if init_from is not None:
-        if mulan is not None or semantic != "none":
-            raise ConfigError("--init-from fine-tunes a plain SoundStorm; it does not combine with --semantic/--mulan")
+        if mulan is not None or semantic not in ("none", "phonemes"):
+            raise ConfigError("--init-from fine-tunes a plain or a speech (--semantic phonemes) SoundStorm; it does "
+                              "not combine with --mulan or a SemanticTokenizer folder")
         if dim is not None or depth is not None:
             raise ConfigError("--init-from fixes the network's size; do not also give --dim or --depth")
     recipe = dict(level0_share=level0_share or None, mask_embedding=mask_embedding, tie_embeddings=tie_embeddings,
@@ -113,14 +115,16 @@ def train_soundstorm_cmd(
                                       seconds=seconds if seconds > 0 else None, preset=preset, dim=dim, depth=depth,
                                       unit_rate=unit_rate or None, generation_steps=generation_steps,
                                       text_to_semantic=text_to_semantic, bf16=bf16, seed=seed, resume=resume,
-                                      eval_every=eval_every, save_every=save_every, progress=True, **recipe)
+                                      eval_every=eval_every, save_every=save_every, progress=True,
+                                      init_from=init_from, **recipe)
         losses = res.train.losses
         print_json({"steps": res.train.step, "clips": res.num_clips, "semantic": "phonemes",
                     "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
                     "elapsed_s": round(res.train.elapsed, 2), "parameters": res.model.net.num_parameters(),
-                    "text_to_semantic": None if text_to_semantic is None else str(text_to_semantic), **res.metrics})
+                    "text_to_semantic": None if text_to_semantic is None else str(text_to_semantic),
+                    "init_from": None if init_from is None else str(init_from), **res.metrics})
         done("SoundStorm trained on phoneme units (codec attached"
-             + (", TextToSemantic attached)" if text_to_semantic else ")"), res.model_dir)
+             + (", TextToSemantic attached)" if res.model.text_to_semantic is not None else ")"), res.model_dir)
         return
 
     result = train_soundstorm(data, codec, out, steps=steps, batch_size=batch_size, lr=lr,

@@ -181,13 +181,22 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
                             mask_embedding: str = MASK_EMBEDDING,
                             tie_embeddings: bool = TIE_EMBEDDINGS,
                             choice_temperature: float = CHOICE_TEMPERATURE,
-                            top_k: int | None = TOP_K) -> SpeechSoundStormTrainResult:
+                            top_k: int | None = TOP_K,
+                            init_from: str | os.PathLike | None = None) -> SpeechSoundStormTrainResult:
     """Train SoundStorm on a speech corpus's codes conditioned on its phoneme units; save it (codec attached,
     and `text_to_semantic` attached when given) to `out`. `net` continues training a given network.
     `level0_share` / `mask_embedding` / `tie_embeddings` / `choice_temperature` / `top_k`: the recipe, as
-    `train_soundstorm`."""
+    `train_soundstorm`. `init_from`: a saved speech SoundStorm folder whose network this run fine-tunes (fresh
+    optimizer and schedule, e.g. a second phase at another `level0_share`); its TextToSemantic stays attached
+    unless `text_to_semantic` names another. Not with `net`, `dim` or `depth`."""
+    if init_from is not None:
+        if net is not None or dim is not None or depth is not None:
+            raise ConfigError("init_from fixes the network; do not also give net, dim or depth")
+        start = SoundStorm.from_pretrained(init_from)  # fails before any work
+        net = start.net
+        if text_to_semantic is None:
+            text_to_semantic = start.text_to_semantic
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     codec = as_codec(codec)
     codec.eval()
     t2s = None
@@ -201,6 +210,24 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
         raise ConfigError(f"unit_rate {unit_rate} must divide the codec's {frame_rate:g} frames/s (e.g. "
                           f"{frame_rate:g} or {frame_rate / 2:g})")
     ratio = int(round(ratio))
+    if preset not in PRESETS:
+        raise ConfigError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    net_file = out / "soundstorm_net.json"
+    if resume and net_file.is_file():
+        net = ConformerWrapper.from_config(json.loads(net_file.read_text()))
+    elif net is not None:  # continue from a given network (e.g. SoundStorm.from_pretrained(folder).net)
+        if net.semantic_embeds is None or net.config.semantic_ratio != float(ratio):
+            raise ConfigError(f"the given network must take phoneme units at semantic_ratio {ratio} (a speech "
+                              "SoundStorm, trained with --semantic phonemes)")
+        if net.num_quantizers != codec.num_quantizers or net.codebook_size != codec.codebook_size:
+            raise ConfigError(f"the network expects {net.num_quantizers} x {net.codebook_size} codes but the codec "
+                              f"makes {codec.num_quantizers} x {codec.codebook_size}")
+    else:
+        conformer: dict[str, Any] = {**PRESETS[preset], **{k: v for k, v in (("dim", dim), ("depth", depth)) if v}}
+        net = ConformerWrapper(codebook_size=codec.codebook_size, num_quantizers=codec.num_quantizers,
+                               conformer=conformer, num_semantic_token_ids=len(PHONEMES), semantic_ratio=float(ratio),
+                               mask_embedding=mask_embedding, tie_embeddings=tie_embeddings)
+    out.mkdir(parents=True, exist_ok=True)
     cache = out / "codes"
     train_codes = precompute_codes(codec, data, "train", cache, progress=progress)
     train_units = speech_units(codec, data, "train", train_codes, ratio, unit_rate)
@@ -209,19 +236,6 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
         valid_units = speech_units(codec, data, "valid", valid_codes, ratio, unit_rate)
     except DataError:
         valid_codes, valid_units = [], []
-    if preset not in PRESETS:
-        raise ConfigError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    conformer: dict[str, Any] = {**PRESETS[preset], **{k: v for k, v in (("dim", dim), ("depth", depth)) if v}}
-    net_file = out / "soundstorm_net.json"
-    if resume and net_file.is_file():
-        net = ConformerWrapper.from_config(json.loads(net_file.read_text()))
-    elif net is not None:  # continue from a given network (e.g. SoundStorm.from_pretrained(folder).net)
-        if net.semantic_embeds is None or net.config.semantic_ratio != float(ratio):
-            raise ConfigError(f"the given network must take phoneme units at semantic_ratio {ratio}")
-    else:
-        net = ConformerWrapper(codebook_size=codec.codebook_size, num_quantizers=codec.num_quantizers,
-                               conformer=conformer, num_semantic_token_ids=len(PHONEMES), semantic_ratio=float(ratio),
-                               mask_embedding=mask_embedding, tie_embeddings=tie_embeddings)
     net_file.write_text(json.dumps(net.get_config(), indent=2, sort_keys=True))
     level_probs = level_probs_for(level0_share, net.num_quantizers)
     model = SoundStorm(net, steps=generation_steps, level_probs=level_probs, choice_temperature=choice_temperature,
