@@ -39,6 +39,12 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def onednn_isa_cap() -> str:
+    """The oneDNN ISA cap set in the environment (ONEDNN_MAX_CPU_ISA, or its old name DNNL_MAX_CPU_ISA), upper
+    case; "" when none is set."""
+    return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+
+
 @functools.cache
 def cpu_bf16_native() -> bool:
     """True when this CPU computes in bf16 natively (AVX512-BF16 or AMX-BF16), the only CPUs on which bf16 is faster
@@ -49,8 +55,7 @@ def cpu_bf16_native() -> bool:
         native = bool(caps.get("avx512_bf16", False) or caps.get("amx_bf16", False))
     else:  # older torch
         native = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
-    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
-    return native and cap not in _NO_BF16_ISAS
+    return native and onednn_isa_cap() not in _NO_BF16_ISAS
 
 
 def default_precision(device: torch.device | str) -> str:

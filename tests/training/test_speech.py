@@ -72,3 +72,19 @@ def test_init_from_refuses_a_network_or_size_of_its_own_before_any_work(tmp_path
             train_speech_soundstorm(tmp_path / "data", tmp_path / "codec", tmp_path / "out", init_from=tmp_path,
                                     **extra)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_given_network_whose_codes_do_not_match_the_codec_is_refused_before_any_work(tmp_path):
+    import pytest
+
+    from soundweave import ConformerWrapper, SpectralCodec
+    from soundweave.data.speech import PHONEMES
+    from soundweave.errors import ConfigError
+    from soundweave.training.speech import train_speech_soundstorm
+
+    codec = SpectralCodec(num_quantizers=2, codebook_size=16, n_mels=32, griffin_lim_iters=2)
+    net = ConformerWrapper(codebook_size=16, num_quantizers=3, conformer=dict(dim=16, depth=1, heads=2, dim_head=8),
+                           num_semantic_token_ids=len(PHONEMES), semantic_ratio=2.0)
+    with pytest.raises(ConfigError, match="3 x 16"):
+        train_speech_soundstorm(tmp_path / "data", codec, tmp_path / "out", net=net)
+    assert not (tmp_path / "out").exists()

@@ -163,6 +163,13 @@ class ConformerWrapper(PretrainedModel):
             raise ShapeError(f"mask must be a bool tensor (B={batch}, N={frames}) with True = real frame, got {got}")
         return mask
 
+    def check_codec(self, codec: Any) -> None:
+        """A ConfigError unless `codec` makes the codes this network takes (its Q levels x C codes)."""
+        q, c = getattr(codec, "num_quantizers", None), getattr(codec, "codebook_size", None)
+        if q != self.num_quantizers or c != self.codebook_size:
+            raise ConfigError(f"codec has {q} quantizers x codebook {c}, but the ConformerWrapper expects "
+                              f"{self.num_quantizers} x {self.codebook_size}; build them to match")
+
     def semantic_frames(self, num_semantic: int) -> int:
         """Acoustic frames that `num_semantic` semantic tokens cover (by `semantic_ratio`, else 1:1)."""
         ratio = self.config.semantic_ratio or 1.0

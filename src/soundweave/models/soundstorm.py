@@ -140,10 +140,7 @@ class SoundStorm(SpeechMixin, PretrainedModel):
         for attr in ("encode", "decode", "sample_rate", "hop_length", "seconds_to_frames"):
             if not hasattr(soundstream, attr):
                 raise ConfigError(f"soundstream must be a codec with {attr!r} (e.g. soundweave.SoundStream)")
-        q, c = getattr(soundstream, "num_quantizers", None), getattr(soundstream, "codebook_size", None)
-        if q != self.net.num_quantizers or c != self.net.codebook_size:
-            raise ConfigError(f"codec has {q} quantizers x codebook {c}, but the ConformerWrapper expects "
-                              f"{self.net.num_quantizers} x {self.net.codebook_size}; build them to match")
+        self.net.check_codec(soundstream)
         soundstream.requires_grad_(False)
         soundstream.eval()
         self.soundstream = soundstream

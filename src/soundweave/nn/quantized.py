@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import warnings
 
 import torch
+
+from ..runtime import onednn_isa_cap
 
 ENGINES = ("onednn", "x86", "fbgemm")
 
@@ -61,8 +62,7 @@ def int8_reduce_range(engine: str) -> bool:
         vnni = any(caps.get(flag, False) for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
     else:  # older torch: AVX-512 VNNI only
         vnni = bool(getattr(torch.cpu, "_is_vnni_supported", lambda: True)())
-    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
-    if engine in ("onednn", "x86") and cap in _NO_VNNI_ISAS:
+    if engine in ("onednn", "x86") and onednn_isa_cap() in _NO_VNNI_ISAS:
         vnni = False
     return not vnni
 

@@ -377,9 +377,7 @@ def train_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | nn.Modu
                         depth=depth)
     if level_probs is None:
         level_probs = level_probs_for(level0_share, net.num_quantizers)
-    if net.num_quantizers != codec.num_quantizers or net.codebook_size != codec.codebook_size:
-        raise ConfigError(f"the network expects {net.num_quantizers} x {net.codebook_size} codes but the codec makes "
-                          f"{codec.num_quantizers} x {codec.codebook_size}")
+    net.check_codec(codec)
     atomic_write_bytes(net_file, lambda tmp: Path(tmp).write_text(json.dumps(net.get_config(), indent=2,
                                                                                  sort_keys=True)))
     model = SoundStorm(net, steps=generation_steps, level_probs=level_probs, choice_temperature=choice_temperature,

@@ -219,9 +219,7 @@ def train_speech_soundstorm(data: str | os.PathLike, codec: str | os.PathLike | 
         if net.semantic_embeds is None or net.config.semantic_ratio != float(ratio):
             raise ConfigError(f"the given network must take phoneme units at semantic_ratio {ratio} (a speech "
                               "SoundStorm, trained with --semantic phonemes)")
-        if net.num_quantizers != codec.num_quantizers or net.codebook_size != codec.codebook_size:
-            raise ConfigError(f"the network expects {net.num_quantizers} x {net.codebook_size} codes but the codec "
-                              f"makes {codec.num_quantizers} x {codec.codebook_size}")
+        net.check_codec(codec)
     else:
         conformer: dict[str, Any] = {**PRESETS[preset], **{k: v for k, v in (("dim", dim), ("depth", depth)) if v}}
         net = ConformerWrapper(codebook_size=codec.codebook_size, num_quantizers=codec.num_quantizers,
