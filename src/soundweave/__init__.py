@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "Conformer": "soundweave.nn.conformer",
     "ConformerWrapper": "soundweave.models.conformer_wrapper",
     "SoundStorm": "soundweave.models.soundstorm",
+    "ContinuationPipeline": "soundweave.pipelines.continuation",
     # capability 4: MusicLM
     "SemanticTokenizer": "soundweave.models.semantic_tokenizer",
     "SemanticTransformer": "soundweave.models.semantic_transformer",

@@ -61,6 +61,36 @@ def test_generate_writes_audio_and_continues_a_prompt(trained, tiny_corpus, tmp_
     assert np.array_equal(np.load(tmp_path / "b" / "soundstorm-00.npy")[:20], expected)  # the prompt is kept
 
 
+def test_generate_reranks_continuations_by_closeness_to_the_prompt(trained, tiny_corpus, tmp_path):
+    from soundweave.audio import load
+    from soundweave.pipelines.continuation import ContinuationPipeline
+    from tests.pipelines.test_musiclm import tiny_mulan
+
+    mulan = tiny_mulan(8000).eval()
+    mulan.save_pretrained(tmp_path / "mulan")
+    wav = next((tiny_corpus / "audio").glob("*.wav"))
+    result = invoke("generate", "soundstorm", "--model", trained, "--seconds", 1.0, "--out", tmp_path / "r",
+                    "--prompt", wav, "--prompt-seconds", 0.4, "--n", 3, "--seed", 5, "--rerank", tmp_path / "mulan")
+    assert result.exit_code == 0, result.output
+    report = parse_json(result.stdout)
+    scores = report["prompt_similarity"]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True) and report["rerank"] == str(tmp_path / "mulan")
+    # the files are the pipeline's ranking of the same draw, best first
+    prompt, _ = load(wav, sr=16000)
+    ranked = ContinuationPipeline(SoundStorm.from_pretrained(trained), scorer=mulan)(
+        prompt[:6400], 16000, seconds=1.0, num_samples=3, seed=5, return_all=True)
+    assert np.allclose(scores, ranked.scores.numpy(), atol=1e-3)
+    for i in range(3):
+        audio, sr = sf.read(tmp_path / "r" / f"soundstorm-{i:02d}.wav", dtype="float32")
+        assert sr == 16000 and np.allclose(audio, ranked.audio[i].numpy(), atol=1e-3)
+    # refused before any work: no prompt, one output, or with --codes
+    for args in ((), ("--prompt", wav), ("--prompt", wav, "--n", 2, "--codes")):
+        result = invoke("generate", "soundstorm", "--model", tmp_path / "missing", "--out", tmp_path / "x",
+                        "--rerank", tmp_path / "mulan", *args)
+        assert isinstance(result.exception, SoundweaveError) and "--rerank" in str(result.exception)
+        assert not (tmp_path / "x").exists()
+
+
 def test_generate_sampling_options_are_this_calls_sampling(trained, tmp_path):
     from soundweave import SoundStorm
 

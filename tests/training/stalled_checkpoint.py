@@ -18,7 +18,11 @@ def _stalled_save_model(model, filename, *args, **kwargs):
     size = os.path.getsize(filename)
     with open(filename, "r+b") as f:
         f.truncate(size // 2)
-    Path(os.environ["SOUNDWEAVE_STALL_MARK"]).write_text(str(filename))
+    # written whole, then renamed into place: the test polls for the mark and must never read it half-written
+    mark = Path(os.environ["SOUNDWEAVE_STALL_MARK"])
+    partial = mark.with_name(mark.name + ".partial")
+    partial.write_text(str(filename))
+    partial.replace(mark)
     time.sleep(300)  # the test kills the process here
 
 

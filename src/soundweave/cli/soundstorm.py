@@ -184,10 +184,14 @@ def generate_soundstorm_cmd(
                                           help="Generate in sliding windows of at most this many code frames, half "
                                                "of each kept from before (for long outputs: memory grows linearly; "
                                                "0 = one pass; default: the model's own, one pass unless stored)."),
+        rerank: Path = typer.Option(None, "--rerank", help="A MuLaN folder: with --prompt and --n >= 2, rank the n "
+                                    "continuations by closeness to the prompt in its embedding space (best first: "
+                                    "soundstorm-00.wav; the scores go in the JSON)."),
         seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same output."),
         bf16: bool = typer.Option(False, "--bf16", help="Run the network in bf16 autocast."),
         save_codes: bool = typer.Option(False, "--codes", help="Also write each output's codes as .npy.")) -> None:
-    """Generate audio (or codes) with a trained SoundStorm, optionally continuing a prompt."""
+    """Generate audio (or codes) with a trained SoundStorm, optionally continuing a prompt (best of --n with
+    --rerank)."""
     import numpy as np
 
     from ..audio import save
@@ -196,6 +200,10 @@ def generate_soundstorm_cmd(
 
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
+    if rerank is not None and (prompt is None or n < 2):
+        raise ConfigError("--rerank ranks continuations of a prompt: give --prompt and --n 2 or more")
+    if rerank is not None and (save_codes or frames):
+        raise ConfigError("--rerank writes ranked audio: it does not go with --codes or --frames")
     sampling = sampling_overrides(temperature, choice_temperature, top_k)
     if window_frames is not None:
         if window_frames < 0 or window_frames == 1:
@@ -212,15 +220,25 @@ def generate_soundstorm_cmd(
     else:
         raise ConfigError("this model has no codec attached: give the length with --frames")
     prompt_audio = _load_prompt(model, prompt, prompt_seconds or None) if prompt is not None else None
+    scores = None
     start = time.perf_counter()
-    codes = model.generate(length, batch_size=n, prompt_audio=prompt_audio, steps=steps or None,
-                           seed=seed,
-                           precision="bf16" if bf16 else "fp32", return_codes=True, **sampling)
+    if rerank is not None:
+        from ..models.mulan import MuLaN
+        from ..pipelines.continuation import ContinuationPipeline
+
+        pipe = ContinuationPipeline(model, scorer=MuLaN.from_pretrained(rerank, device=model.device).eval())
+        ranked = pipe(prompt_audio[0], codec.sample_rate, seconds=seconds, num_samples=n, seed=seed,
+                      steps=steps or None, precision="bf16" if bf16 else "fp32", return_all=True, **sampling)
+        audio, scores = ranked.audio, [round(float(x), 4) for x in ranked.scores]
+    else:
+        codes = model.generate(length, batch_size=n, prompt_audio=prompt_audio, steps=steps or None,
+                               seed=seed,
+                               precision="bf16" if bf16 else "fp32", return_codes=True, **sampling)
     elapsed = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if codec is not None:
-        audio = codec.decode(codes).cpu()
+        audio = codec.decode(codes).cpu() if scores is None else audio
         for i in range(n):
             path = out / f"soundstorm-{i:02d}.wav"
             save(path, audio[i], codec.sample_rate)
@@ -232,6 +250,7 @@ def generate_soundstorm_cmd(
             written.append(path)
     print_json({"outputs": [str(p) for p in written], "frames": length, "levels": model.num_quantizers,
                 "generation_s": round(elapsed, 3),
+                **({"rerank": str(rerank), "prompt_similarity": scores} if scores is not None else {}),
                 "prompt_frames": None if prompt_audio is None else codec.seconds_to_frames(
                     prompt_audio.shape[-1] / codec.sample_rate)})
     done(f"{n} output(s) from SoundStorm", out)
