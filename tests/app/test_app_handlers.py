@@ -13,6 +13,7 @@ import gradio as gr
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from PIL import Image
 
 from soundweave.app import API_NAMES
@@ -131,6 +132,36 @@ def test_soundstorm_continues_the_prompt(app, clips):
                             False)
     settings = check_outputs(out, app.soundweave.config.max_variants, 2, SR, seconds=1.5)
     assert settings["seeds"] == [4, 5] and settings["prompt_seconds"] == 0.5 and settings["passes"] == 2 + 2
+
+
+def test_soundstorm_ranks_variants_by_mulan_closeness_to_the_prompt(app, clips):
+    from soundweave import MuLaN, SoundStorm
+    from soundweave.audio import load
+    from soundweave.pipelines.continuation import prompt_similarity
+
+    tab, ctx = app.soundweave_tabs["soundstorm"], app.soundweave
+    args = (ctx.default("soundstorm"), str(clips["tone44k"]), 0.5, 1.5, 2, 1.0, 3, 4, False)
+    plain = tab.continue_clip(*args)
+    out = tab.continue_clip(*args, ctx.default("mulan"))
+    settings = check_outputs(out, ctx.config.max_variants, 3, SR, seconds=1.5)
+    scores = settings["prompt_similarity"]
+    assert scores == sorted(scores, reverse=True) and sorted(settings["seeds"]) == [4, 5, 6]
+    assert settings["ranked_by"] == ctx.default("mulan") and "prompt_similarity" not in plain[-2]
+    # the order is MuLaN's cosine of each seed's continuation (after the prompt's frames) with the prompt
+    storm, mulan = SoundStorm.from_pretrained(ctx.default("soundstorm")), MuLaN.from_pretrained(ctx.default("mulan"))
+    prompt, _ = load(clips["tone44k"], sr=SR)
+    prompt = prompt[: SR // 2]
+    hop = storm.soundstream.hop_length
+    start = -(-prompt.shape[0] // hop) * hop
+    frames = storm.soundstream.seconds_to_frames(1.5)
+    clips_by_seed = {s: storm.generate(frames, prompt_audio=prompt[None], steps=2, temperature=1.0, seed=s)[0]
+                     for s in (4, 5, 6)}
+    direct = prompt_similarity(mulan, prompt, torch.stack([clips_by_seed[s][start: int(1.5 * SR)]
+                                                           for s in settings["seeds"]]), SR)
+    assert torch.allclose(direct, torch.tensor(scores), atol=2e-3)
+    # one variant: nothing to rank
+    one = tab.continue_clip(*args[:6], 1, 4, False, ctx.default("mulan"))
+    assert "prompt_similarity" not in one[-2]
 
 
 def test_codec_round_trip_keeps_the_length_and_fewer_levels_lower_the_bitrate(app, clips):

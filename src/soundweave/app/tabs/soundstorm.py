@@ -1,5 +1,8 @@
 """SoundStorm continuation: the first seconds of an upload, continued by MaskGIT decoding of codec tokens.
 
+With a MuLaN picked under "Rank by MuLaN", the variants come back ordered by how close each continuation is to
+the prompt in MuLaN's audio space (best first; `ContinuationPipeline`'s ranking), with the cosines in the settings.
+
 Events: /soundstorm (returns the variant players, the spectrogram gallery, the files, the settings and the
 seed used), /soundstorm_variants (how many players show), /soundstorm_stop.
 """
@@ -7,12 +10,14 @@ seed used), /soundstorm_variants (how many players show), /soundstorm_stop.
 from __future__ import annotations
 
 import gradio as gr
+import torch
 
 from ... import __version__
 from ...errors import ConfigError
+from ...pipelines.continuation import prompt_similarity
 from ..jobs import handler
 from ..media import read_upload, seconds_of, spectrogram_image, write_png, write_settings, write_wav
-from ..models import load_soundstorm, model_spec
+from ..models import load_mulan, load_soundstorm, model_spec
 from .base import Tab, Variant, VariantOutputs, as_float, as_int, resolve_seed
 
 UPLOAD_SECONDS = 30.0
@@ -40,17 +45,22 @@ class SoundStormTab(Tab):
             temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature")
             n = self.variants_slider()
             seed, random_seed = self.seed_controls()
+        rank = gr.Dropdown(choices=["", *ctx.choices("mulan")], value="", label="Rank by MuLaN",
+                           allow_custom_value=True, interactive=True,
+                           info="a MuLaN folder: with 2 or more variants, order them by closeness to the prompt "
+                                "(best first); empty = seed order")
         run, stop = self.run_stop("Continue the clip")
         self.out = VariantOutputs(ctx.config.max_variants, label="Continuation", elem_prefix=self.key)
-        inputs = [model, audio, prompt_seconds, seconds, steps, temperature, n, seed, random_seed]
+        inputs = [model, audio, prompt_seconds, seconds, steps, temperature, n, seed, random_seed, rank]
         self.listen(run.click, self.continue_clip, inputs, [*self.out.components, seed], "soundstorm")
         self.out.follow(self, n, "soundstorm_variants")
         self.stop_on(stop, "soundstorm_stop")
 
     @handler
     def continue_clip(self, model, audio, prompt_seconds, seconds, steps, temperature, variants, seed, random_seed,
-                      progress=gr.Progress(), request: gr.Request = None):
-        """Continue the first `prompt_seconds` of the clip to `seconds`, `variants` times (seeds seed, seed+1, ...)."""
+                      rank_by="", progress=gr.Progress(), request: gr.Request = None):
+        """Continue the first `prompt_seconds` of the clip to `seconds`, `variants` times (seeds seed, seed+1, ...);
+        with `rank_by` (a MuLaN folder) and 2+ variants, ordered by MuLaN cosine with the prompt, best first."""
         job = self.start_job(request, progress)
         prompt_seconds = as_float(prompt_seconds, "prompt seconds", 0.01, self.upload_cap)
         seconds = as_float(seconds, "total seconds", 0.05, MAX_SECONDS)
@@ -69,7 +79,9 @@ class SoundStormTab(Tab):
         frames = int(codec.seconds_to_frames(seconds))
         folder = self.ctx.outputs.new("soundstorm")
         prompt_wav = write_wav(folder, "soundstorm-prompt", prompt, sr)
-        variants = []
+        variants, continuations = [], []
+        hop = int(codec.hop_length)
+        start = -(-prompt.shape[0] // hop) * hop  # the generated part begins after the prompt's frames
         for i in range(n):
             s = seed + i
             job.status(f"continuation {i + 1}/{n}")
@@ -78,16 +90,30 @@ class SoundStormTab(Tab):
                                        callback=job.callback("MaskGIT decoding", i, n))
             job.check()
             clip = generated[0, : int(round(seconds * sr))].float().cpu()
+            continuations.append(clip[start:])
             stem = f"soundstorm-seed{s}"
             wav = write_wav(folder, stem, clip, sr)
             png = write_png(folder, stem, spectrogram_image(clip.numpy(), sr))
             variants.append(Variant(wav, png, f"continuation · seed {s}"))
-        settings = {"tab": "soundstorm", "model": spec, "seed": seed, "seeds": [seed + i for i in range(n)],
+        seeds, scores = [seed + i for i in range(n)], None
+        rank_by = (rank_by or "").strip()
+        if rank_by and n > 1:
+            mulan_spec = model_spec(rank_by, "mulan")
+            mulan = self.ctx.cache.get("mulan", mulan_spec, lambda: load_mulan(mulan_spec), job.status)
+            job.status("ranking by MuLaN")
+            scores = prompt_similarity(mulan, prompt.float().cpu(), torch.stack(continuations), sr)
+            order = scores.argsort(descending=True).tolist()
+            variants = [Variant(variants[i].wav, variants[i].png, f"{variants[i].label} · similarity "
+                                f"{float(scores[i]):.3f}") for i in order]
+            seeds = [seeds[i] for i in order]
+        settings = {"tab": "soundstorm", "model": spec, "seed": seed, "seeds": seeds,
                     "variants": n, "prompt_seconds": seconds_of(prompt, sr), "seconds": seconds, "frames": frames,
                     "steps_first_level": steps or storm.config.steps,
                     "passes": sum(storm.steps_for_levels(steps or None)),
                     "temperature": temperature, "sample_rate": sr, "levels": storm.num_quantizers,
-                    "input": str(audio).rsplit("/", 1)[-1], "soundweave": __version__}
+                    "input": str(audio).rsplit("/", 1)[-1], "soundweave": __version__,
+                    **({"ranked_by": rank_by, "prompt_similarity": [round(float(scores[i]), 4) for i in order]}
+                       if scores is not None else {})}
         extra = [prompt_wav, write_settings(folder, "soundstorm-settings", settings)]
         return [*self.out.pack(variants, settings, extra), seed]
 
