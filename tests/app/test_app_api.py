@@ -38,6 +38,19 @@ def test_upload_a_wav_and_get_audio_back(client, models_dir, clips):
     assert len(gallery) == 2 and settings["levels_kept"] == 3 and len(files) == 5
 
 
+def test_soundstorm_rank_by_is_optional_for_scripts(client, models_dir, clips):
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    params = api["/soundstorm"]["parameters"]
+    assert [p["parameter_name"] for p in params][-1] == "rank_by" and params[-1]["parameter_has_default"]
+    model, prompt = str(models_dir / "soundstorm" / "model"), handle_file(str(clips["tone"]))
+    old_style = client.predict(model, prompt, 0.5, 1.0, 2, 1.0, 2, 3, False, api_name="/soundstorm")  # 9 inputs
+    assert old_style[-2]["seeds"] == [3, 4] and "prompt_similarity" not in old_style[-2]
+    ranked = client.predict(model, prompt, 0.5, 1.0, 2, 1.0, 2, 3, False, str(models_dir / "mulan" / "run" / "model"),
+                            api_name="/soundstorm")
+    scores = ranked[-2]["prompt_similarity"]
+    assert len(scores) == 2 and scores[0] >= scores[1] and sorted(ranked[-2]["seeds"]) == [3, 4]
+
+
 def test_a_bad_upload_errors_and_the_next_good_request_works(client, models_dir, clips):
     codec = str(models_dir / "codec" / "model")
     with pytest.raises(Exception, match="notes.wav is not a readable audio file"):
