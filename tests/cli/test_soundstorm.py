@@ -152,7 +152,35 @@ def test_demo_step_reuses_the_codec_steps_codec(tiny_corpus, codec_dir, tmp_path
          total_seconds=1.0, n=1)
     report = json.loads((tmp_path / "soundstorm" / "metrics.json").read_text())
     assert report["codec"] == str(codec_dir) and report["prompt_unchanged"]
-    assert not (tmp_path / "soundstorm" / "codec").exists()
+    assert not (tmp_path / "soundstorm" / "codec").exists() and "prompt_similarity" not in report
+
+
+def test_demo_step_ranks_its_continuations_with_the_mulan_steps_model(tiny_corpus, codec_dir, tmp_path):
+    from soundweave.audio import load
+    from soundweave.cli.soundstorm import demo
+    from soundweave.pipelines.continuation import prompt_similarity
+    from tests.pipelines.test_musiclm import tiny_mulan
+
+    mulan = tiny_mulan(16000).eval()
+    mulan.save_pretrained(tmp_path / "mulan-model")
+    ctx = DemoContext(out=tmp_path, corpus=tiny_corpus)
+    ctx.add_output("codec", "trained codec", codec_dir)
+    ctx.add_output("mulan", "trained MuLaN", tmp_path / "mulan-model")
+    demo(ctx, steps=4, max_seconds=None, dim=32, depth=1, crop_seconds=1.0, batch_size=4, prompt_seconds=0.5,
+         total_seconds=1.0, n=2, draws=3)
+    out = tmp_path / "soundstorm"
+    report = json.loads((out / "metrics.json").read_text())
+    scores = report["prompt_similarity"]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert report["ranked_by"] == str(tmp_path / "mulan-model") and report["prompt_unchanged"]
+    assert not (out / "continuation-2.wav").exists()
+    # continuation-0 is the best: its cosine with the prompt is the top score
+    prompt, sr = load(out / "prompt.wav")
+    begin = report["prompt_frames"] * 320
+    best, _ = load(out / "continuation-0.wav")
+    second, _ = load(out / "continuation-1.wav")
+    direct = prompt_similarity(mulan, prompt, torch.stack([best[begin:], second[begin:]]), sr)
+    assert torch.allclose(direct, torch.tensor(scores[:2]), atol=5e-3), (direct, scores)
 
 
 def test_codec_step_fits_on_fresh_clips_and_soundstorm_models_its_first_8_levels(tiny_corpus, tmp_path):

@@ -260,11 +260,14 @@ def demo(ctx, codec_steps: int = 400, codec_max_seconds: float | None = 60.0, co
          codec_config: dict | None = None, steps: int = 1500, max_seconds: float | None = 100.0, dim: int = 128,
          depth: int = 2, crop_seconds: float = 2.0, batch_size: int = 8, lr: float = 1e-3,
          prompt_seconds: float = 1.5, total_seconds: float = 4.0, n: int = 2,
-         levels: int = SOUNDSTORM_LEVELS) -> None:
+         levels: int = SOUNDSTORM_LEVELS, draws: int = 4) -> None:
     """Train a tiny SoundStorm on the codes of a tiny codec (the codec step's, or one trained here), then
     reconstruct a clip through the codec and continue a prompt with SoundStorm (about 3 minutes on 2 cores).
     A codec with more than `levels` levels (the codec step's 40-level "hifi" SpectralCodec) is cut to its first
     `levels` (`SpectralCodec.first_levels`): the lower-bitrate codec SoundStorm models.
+
+    When the mulan step ran, `draws` continuations are drawn and ranked by that MuLaN's closeness to the prompt
+    (`ContinuationPipeline`); the best `n` are written, best first, with their cosines in metrics.json.
 
     Writes OUT/soundstorm/{model/, original.wav, reconstruction.wav, prompt.wav, continuation-*.wav,
     metrics.json}.
@@ -306,13 +309,27 @@ def demo(ctx, codec_steps: int = 400, codec_max_seconds: float | None = 60.0, co
     save(out / "reconstruction.wav", codec.reconstruct(clip)[0].cpu(), codec.sample_rate)
 
     prompt = clip[: int(round(prompt_seconds * codec.sample_rate))]
+    mulan_dir = next((Path(p) for step, _, p in ctx.outputs if step == "mulan" and (Path(p) / "config.json").is_file()),
+                     None)
+    scores = None
     start = time.perf_counter()
     generator = torch.Generator(device=model.device).manual_seed(ctx.seed)
-    codes = model.generate(seconds=total_seconds, batch_size=n, prompt_audio=prompt[None], generator=generator,
-                           return_codes=True)
+    codes = model.generate(seconds=total_seconds, batch_size=max(n, draws) if mulan_dir else n,
+                           prompt_audio=prompt[None], generator=generator, return_codes=True)
     elapsed = time.perf_counter() - start
     prompt_codes = codec.encode(prompt[None])
     audio = codec.decode(codes).cpu()
+    if mulan_dir is not None:
+        from ..models.mulan import MuLaN
+        from ..pipelines.continuation import prompt_similarity
+
+        begin = prompt_codes.shape[1] * codec.hop_length
+        scores = prompt_similarity(MuLaN.from_pretrained(mulan_dir).eval(), prompt, audio[:, begin:],
+                                   codec.sample_rate)
+        order = scores.argsort(descending=True)
+        audio, codes, scores = audio[order][:n], codes[order.to(codes.device)][:n], scores[order]
+        console.print(f"  ranked {len(order)} continuations by the mulan step's MuLaN (cosine with the prompt: "
+                      + ", ".join(f"{float(x):.3f}" for x in scores) + f"); writing the best {n}")
     save(out / "prompt.wav", prompt, codec.sample_rate)
     for i in range(n):
         save(out / f"continuation-{i}.wav", audio[i], codec.sample_rate)
@@ -324,7 +341,9 @@ def demo(ctx, codec_steps: int = 400, codec_max_seconds: float | None = 60.0, co
               **{k: round(v, 4) for k, v in result.metrics.items()},
               "prompt_frames": prompt_codes.shape[1], "generated_frames": codes.shape[1],
               "prompt_unchanged": bool((codes[:, : prompt_codes.shape[1]] == prompt_codes).all()),
-              "generation_s": round(elapsed, 3), "forward_passes": sum(model.steps_for_levels())}
+              "generation_s": round(elapsed, 3), "forward_passes": sum(model.steps_for_levels()),
+              **({"ranked_by": str(mulan_dir), "prompt_similarity": [round(float(x), 4) for x in scores]}
+                 if scores is not None else {})}
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     console.print(f"  SoundStorm: {report['parameters'] / 1e6:.2f}M parameters, {report['train_steps']} steps, "
                   f"loss {report['first_loss']} -> {report['last_loss']}; valid masked-token accuracy "
