@@ -47,6 +47,11 @@ class DemoContext:
     def add_output(self, step: str, label: str, path: Path) -> None:
         self.outputs.append((step, label, Path(path)))
 
+    def model_of(self, step: str) -> Path | None:
+        """The first model folder (one with a config.json) that an earlier `step` recorded, or None."""
+        return next((path for name, _, path in self.outputs if name == step and (path / "config.json").is_file()),
+                    None)
+
     def need_corpus(self) -> Path:
         if self.corpus is None:
             raise ConfigError("this demo step needs the corpus step to run first")

@@ -260,8 +260,7 @@ def demo(ctx, mulan_steps: int = 80, semantic_seconds: float = 75.0, acoustic_se
     out = ctx.step_dir("musiclm")
     parts = out / "model"
     torch.manual_seed(ctx.seed)
-    mulan_dir = next((Path(p) for step, _, p in ctx.outputs if step == "mulan" and (Path(p) / "config.json").is_file()),
-                     None)
+    mulan_dir = ctx.model_of("mulan")
     if mulan_dir is not None:
         console.print(f"  using the MuLaN trained by the mulan step: {mulan_dir}")
         mulan = MuLaN.from_pretrained(mulan_dir)

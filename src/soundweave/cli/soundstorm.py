@@ -283,8 +283,7 @@ def demo(ctx, codec_steps: int = 400, codec_max_seconds: float | None = 60.0, co
 
     corpus = ctx.need_corpus()
     out = ctx.step_dir("soundstorm")
-    codec_dir = next((Path(p) for step, _, p in ctx.outputs
-                      if step == "codec" and (Path(p) / "config.json").is_file()), None)
+    codec_dir = ctx.model_of("codec")
     if codec_dir is not None:
         console.print(f"  using the codec trained by the codec step: {codec_dir}")
     else:
@@ -309,8 +308,7 @@ def demo(ctx, codec_steps: int = 400, codec_max_seconds: float | None = 60.0, co
     save(out / "reconstruction.wav", codec.reconstruct(clip)[0].cpu(), codec.sample_rate)
 
     prompt = clip[: int(round(prompt_seconds * codec.sample_rate))]
-    mulan_dir = next((Path(p) for step, _, p in ctx.outputs if step == "mulan" and (Path(p) / "config.json").is_file()),
-                     None)
+    mulan_dir = ctx.model_of("mulan")
     scores = None
     start = time.perf_counter()
     generator = torch.Generator(device=model.device).manual_seed(ctx.seed)

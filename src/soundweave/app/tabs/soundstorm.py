@@ -80,8 +80,7 @@ class SoundStormTab(Tab):
         folder = self.ctx.outputs.new("soundstorm")
         prompt_wav = write_wav(folder, "soundstorm-prompt", prompt, sr)
         variants, continuations = [], []
-        hop = int(codec.hop_length)
-        start = -(-prompt.shape[0] // hop) * hop  # the generated part begins after the prompt's frames
+        start = codec.frames_to_samples(codec.seconds_to_frames(prompt.shape[0] / sr))  # after the prompt's frames
         for i in range(n):
             s = seed + i
             job.status(f"continuation {i + 1}/{n}")
