@@ -69,7 +69,8 @@ def run_tower(args, tower: str, corpus: Path) -> dict:
         progress=False,
         lr_schedule="cosine",
     )
-    trainer = Trainer(model, ClipCache(train_set), mulan_step_fn(cache), cfg, collate_fn=collate_audio)
+    clips = ClipCache(train_set, min_seconds=args.min_seconds)
+    trainer = Trainer(model, clips, mulan_step_fn(cache), cfg, collate_fn=collate_audio)
     curve, spent, budget = [], cache_time, args.minutes * 60.0
     next_eval = args.eval_every_min * 60.0
     losses: list[float] = []
@@ -131,6 +132,9 @@ def main() -> None:
     parser.add_argument("--size", default="small")
     parser.add_argument("--precision", default=default_precision("cpu"), choices=["fp32", "bf16"])
     parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument("--min-seconds", type=float, default=None,
+                        help="train on random-length excerpts of min..4 s (e.g. 1.5, for a MuLaN that scores "
+                        "short continuations); default: whole 4 s clips")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

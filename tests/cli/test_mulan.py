@@ -47,7 +47,8 @@ def test_train_resume_eval_embed(corpus, tmp_path):
         "--seconds",
         "1.0",
     ]
-    invoke([*common, "--steps", "2", "--save-every", "2", "--grad-cache-chunk", "2"])
+    invoke([*common, "--steps", "2", "--save-every", "2", "--grad-cache-chunk", "2", "--min-seconds", "0.5"])
+    assert json.loads((run / "train_config.json").read_text())["min_seconds"] == 0.5
     assert (run / "model" / "config.json").is_file() and (run / "checkpoints").is_dir()
     resumed = invoke([*common, "--steps", "4", "--resume", "--bf16", "--eval-every", "2"])
     summary = last_json(resumed.stdout)

@@ -134,6 +134,33 @@ def test_clip_cache_and_evaluator(corpus):
     assert class_prompts("instrument", "piano")[0] == "piano"
 
 
+def test_clip_cache_random_length_excerpts(corpus):
+    from soundweave.data.dataset import CaptionedAudioDataset
+
+    base = CaptionedAudioDataset(corpus, split="train", sample_rate=16000, seconds=1.5, crop="random")
+    cache = ClipCache(base, min_seconds=0.5)
+    torch.manual_seed(0)
+    lengths = set()
+    for _ in range(40):
+        item = cache[1]
+        audio, mask, n = item["audio"], item["mask"], int(item["mask"].sum())
+        assert audio.shape == mask.shape == (24000,)
+        assert 8000 <= n <= 24000 and mask[:n].all() and not mask[n:].any()  # one excerpt, then padding
+        assert torch.all(audio[n:] == 0)
+        clip = cache.clip(1)
+        starts = [s for s in range(clip.shape[-1] - n + 1) if torch.equal(clip[s : s + n], audio[:n])]
+        assert starts, "the excerpt is not a contiguous piece of the clip"
+        lengths.add(n)
+    assert len(lengths) > 20, f"lengths do not vary: {sorted(lengths)}"
+    assert ClipCache(base, min_seconds=1.5)[0]["mask"].all()  # min = window: whole windows, as without it
+    with pytest.raises(ConfigError, match="min_seconds"):
+        ClipCache(base, min_seconds=2.0)
+    with pytest.raises(ConfigError, match="min_seconds"):
+        ClipCache(base, min_seconds=0.0)
+    with pytest.raises(ConfigError, match="crop='random'"):
+        ClipCache(base, crop="start", min_seconds=0.5)
+
+
 def test_evaluator_first_clip_starts_later_in_the_split(corpus):
     from soundweave.training.mulan import MuLaNEvaluator
 
@@ -157,6 +184,9 @@ def test_bad_training_config(tmp_path):
         MuLaNTrainConfig(data="x", out="y", batch_size=1)
     with pytest.raises(ConfigError):
         MuLaNTrainConfig(data="x", out="y", precision="fp16")
+    for bad in (0.0, -1.0, 4.5):
+        with pytest.raises(ConfigError, match="min_seconds"):
+            MuLaNTrainConfig(data="x", out="y", seconds=4.0, min_seconds=bad)
     with pytest.raises(DataError):
         train_mulan(
             MuLaNTrainConfig(data=str(tmp_path / "missing"), out=str(tmp_path / "o"), text_tower="scratch")

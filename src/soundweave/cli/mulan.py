@@ -46,6 +46,9 @@ def train_mulan_cmd(
                              "text tower at MuLan's ViT/BERT-base size; GPUs)."),
     lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
     seconds: float = typer.Option(4.0, "--seconds", help="Training window length (random crop) in seconds."),
+    min_seconds: float = typer.Option(
+        0.0, "--min-seconds", help="Train on excerpts of a random length between this and --seconds (0 = whole "
+        "windows), so the model also hears short audio - e.g. 1.5 when it will score short continuations."),
     loss: str = typer.Option("infonce", "--loss", help="Contrastive loss: infonce | decoupled | sigmoid."),
     bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast (about 4x faster matmuls on a CPU "
                                   "with native bf16 - AVX512-BF16 / AMX; emulated and many times slower on other "
@@ -77,6 +80,7 @@ def train_mulan_cmd(
         grad_cache_chunk=grad_cache_chunk or None,
         lr=lr,
         seconds=seconds,
+        min_seconds=min_seconds or None,
         loss=loss,
         precision="bf16" if bf16 else "fp32",
         ema_decay=ema or None,

@@ -156,12 +156,23 @@ def build_mulan(
 
 class ClipCache(Dataset):
     """A CaptionedAudioDataset whose clips are decoded and resampled once, kept (float16) in memory, and
-    windowed on each access (random crop in training)."""
+    windowed on each access (random crop in training).
 
-    def __init__(self, base: CaptionedAudioDataset, crop: str | None = None):
+    `min_seconds` (random crop only): each access cuts a window of a random length between `min_seconds` and
+    the dataset's window, padded back to the window with the mask off - so a MuLaN learns to hear short
+    excerpts too (a 2.5 s continuation, a 1.5 s prompt), not only whole clips."""
+
+    def __init__(self, base: CaptionedAudioDataset, crop: str | None = None, min_seconds: float | None = None):
         if base.num_samples is None:
             raise DataError("ClipCache needs a dataset with a fixed window (seconds=...)")
         self.base, self.crop = base, crop or base.crop
+        self.min_samples = None
+        if min_seconds is not None:
+            if self.crop != "random":
+                raise ConfigError(f"min_seconds needs crop='random', got crop={self.crop!r}")
+            if not 0 < min_seconds <= base.seconds:
+                raise ConfigError(f"min_seconds must be in (0, {base.seconds}] (the window), got {min_seconds}")
+            self.min_samples = max(1, round(min_seconds * base.sample_rate))
         self.cache: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -175,7 +186,14 @@ class ClipCache(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.base.records[index]
-        audio, mask = window(self.clip(index), self.base.num_samples, self.crop)
+        clip, length = self.clip(index), self.base.num_samples
+        if self.min_samples is not None and self.min_samples < length:
+            short = int(torch.randint(self.min_samples, length + 1, (1,)))
+            audio, mask = window(clip, short, "random")
+            pad = length - short
+            audio, mask = nn.functional.pad(audio, (0, pad)), nn.functional.pad(mask, (0, pad), value=False)
+        else:
+            audio, mask = window(clip, length, self.crop)
         return {
             "audio": audio,
             "mask": mask,
@@ -462,6 +480,7 @@ class MuLaNTrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     seconds: float = 4.0
+    min_seconds: float | None = None  # random-length excerpts of min_seconds..seconds (ClipCache)
     sample_rate: int = 16000
     loss: str = "infonce"
     precision: str = "fp32"  # or 'bf16'
@@ -483,6 +502,8 @@ class MuLaNTrainConfig:
             raise ConfigError(f"grad_cache_chunk must be >= 1, got {self.grad_cache_chunk}")
         if self.steps < 1 or self.batch_size < 2:
             raise ConfigError("steps must be >= 1 and batch_size >= 2 (in-batch negatives need two items)")
+        if self.min_seconds is not None and not 0 < self.min_seconds <= self.seconds:
+            raise ConfigError(f"min_seconds must be in (0, seconds={self.seconds}], got {self.min_seconds}")
 
 
 @dataclass
@@ -502,6 +523,8 @@ def train_mulan(config: MuLaNTrainConfig, model: MuLaN | None = None) -> MuLaNTr
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     streaming = is_stream(config.data)
+    if streaming and config.min_seconds is not None:
+        raise ConfigError("min_seconds (random-length excerpts) needs a manifest folder, not streamed shards")
     if streaming:
         train_set = open_stream(config.data, "train", sample_rate=config.sample_rate, seconds=config.seconds,
                                 crop="random", seed=config.seed)
@@ -568,7 +591,7 @@ def train_mulan(config: MuLaNTrainConfig, model: MuLaN | None = None) -> MuLaNTr
     )
     trainer = Trainer(
         model,
-        train_set if streaming else ClipCache(train_set),
+        train_set if streaming else ClipCache(train_set, min_seconds=config.min_seconds),
         step_fn,
         tcfg,
         collate_fn=collate_audio,
