@@ -321,3 +321,29 @@ def test_the_app_never_imports_training():
             "bad = [m for m in sys.modules if m.startswith('soundweave.training')]; print(bad); sys.exit(bool(bad))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_rescan_refreshes_every_picker_the_optional_rank_box_too(models_dir, tmp_path):
+    import shutil
+
+    from soundweave.app import AppConfig, build_app
+
+    folder = tmp_path / "models"
+    shutil.copytree(models_dir / "soundstorm", folder / "soundstorm")  # a SoundStorm, no MuLaN yet
+    demo = build_app(AppConfig(model_dirs=[folder], output_dir=tmp_path / "out", examples=False))
+    ctx = demo.soundweave
+    rank = next(p for kind, what, p, notice in ctx.pickers if kind == "mulan" and notice is None)
+    assert rank.label == "Rank by MuLaN" and [v for _, v in rank.choices] == [""]
+    refresh = next(fn for fn in demo.fns.values() if fn.api_name == "refresh_models")
+    assert [c._id for c in refresh.outputs] == [c._id for _, _, p, n in ctx.pickers for c in (p, n) if c is not None]
+
+    shutil.copytree(models_dir / "mulan", folder / "mulan")  # trained while the app runs, then "Rescan"
+    values = [p.value for _, _, p, _ in ctx.pickers]
+    updates = refresh.fn(*values)
+    rank_update = updates[[c._id for c in refresh.outputs].index(rank._id)]
+    found = [v for _, v in ctx.choices("mulan")]
+    assert len(found) == 1 and found[0].startswith(str(folder / "mulan"))
+    assert [v for _, v in rank_update["choices"]] == ["", *found]
+    assert rank_update["value"] == ""  # empty (seed order) stays empty
+    picked = [found[0] if p is rank else v for (_, _, p, _), v in zip(ctx.pickers, values, strict=True)]
+    assert refresh.fn(*picked)[[c._id for c in refresh.outputs].index(rank._id)]["value"] == found[0]

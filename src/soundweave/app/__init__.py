@@ -69,13 +69,15 @@ def _refresh_event(ctx: AppContext, button: gr.Button) -> None:
     def refresh(*values):
         ctx.refresh()
         updates = []
-        for (kind, what, _, _), value in zip(pickers, values, strict=True):
-            choices = ctx.choices(kind)
+        for (kind, what, _, notice), value in zip(pickers, values, strict=True):
+            if notice is None:  # an optional picker: empty stays empty
+                updates.append(gr.update(choices=ctx.choices(kind, optional=True), value=value or ""))
+                continue
             keep = value if value else ctx.default(kind)
-            updates += [gr.update(choices=choices, value=keep), gr.update(value=ctx.notice(kind, what))]
+            updates += [gr.update(choices=ctx.choices(kind), value=keep), gr.update(value=ctx.notice(kind, what))]
         return updates
 
-    outputs = [c for _, _, picker, notice in pickers for c in (picker, notice)]
+    outputs = [c for _, _, picker, notice in pickers for c in (picker, notice) if c is not None]
     button.click(refresh, inputs=[p for _, _, p, _ in pickers], outputs=outputs, api_name="refresh_models",
                  concurrency_limit=None, show_progress="hidden", api_visibility="undocumented")
 

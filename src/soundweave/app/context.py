@@ -61,7 +61,8 @@ class AppContext:
         self.jobs = Jobs()
         self.outputs = OutputFolder(self.config.output_dir)
         self.models: dict[str, list[ModelEntry]] = find_models(self.config.model_dirs)
-        self.pickers: list[tuple[str, object]] = []  # (kind, dropdown) that "Rescan" refreshes
+        # (kind, what, dropdown, notice) that "Rescan" refreshes; what and notice are None for optional pickers
+        self.pickers: list[tuple[str, str | None, object, object | None]] = []
         self.examples: list[Path] = find_examples(self.models.get("corpus", []), self.outputs.root) \
             if self.config.examples else []
 
@@ -69,8 +70,9 @@ class AppContext:
     def refresh(self) -> None:
         self.models = find_models(self.config.model_dirs)
 
-    def choices(self, kind: str) -> list[tuple[str, str]]:
-        return [(e.label, e.value) for e in self.models.get(kind, [])]
+    def choices(self, kind: str, optional: bool = False) -> list[tuple[str, str]]:
+        """(label, folder) of the `kind` models found; `optional` puts ("", "") - none - first."""
+        return [("", "")] * optional + [(e.label, e.value) for e in self.models.get(kind, [])]
 
     def default(self, kind: str) -> str | None:
         entries = self.models.get(kind, [])

@@ -82,6 +82,14 @@ class Tab:
         self.ctx.pickers.append((kind, what, picker, notice))
         return picker
 
+    def optional_picker(self, kind: str, label: str, info: str) -> gr.Dropdown:
+        """A dropdown of the `kind` folders found with an empty first choice (= not used), refreshed by "Rescan"
+        like the model pickers; typing a folder or hub id also works."""
+        picker = gr.Dropdown(choices=self.ctx.choices(kind, optional=True), value="", label=label,
+                             allow_custom_value=True, interactive=True, info=info)
+        self.ctx.pickers.append((kind, None, picker, None))
+        return picker
+
     def upload(self, label: str, seconds: float) -> gr.Audio:
         return gr.Audio(label=f"{label} (at most {seconds:g} s)", type="filepath", sources=["upload"], format=None,
                         elem_id=f"{self.key}-upload")

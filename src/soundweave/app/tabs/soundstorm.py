@@ -45,10 +45,9 @@ class SoundStormTab(Tab):
             temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature")
             n = self.variants_slider()
             seed, random_seed = self.seed_controls()
-        rank = gr.Dropdown(choices=["", *ctx.choices("mulan")], value="", label="Rank by MuLaN",
-                           allow_custom_value=True, interactive=True,
-                           info="a MuLaN folder: with 2 or more variants, order them by closeness to the prompt "
-                                "(best first); empty = seed order")
+        rank = self.optional_picker("mulan", "Rank by MuLaN",
+                                    "a MuLaN folder: with 2 or more variants, order them by closeness to the "
+                                    "prompt (best first); empty = seed order")
         run, stop = self.run_stop("Continue the clip")
         self.out = VariantOutputs(ctx.config.max_variants, label="Continuation", elem_prefix=self.key)
         inputs = [model, audio, prompt_seconds, seconds, steps, temperature, n, seed, random_seed, rank]
