@@ -294,7 +294,8 @@ def main() -> None:
                      "musiclm_stages_s": round(train_s - prep_s, 1), **info,
                      "tokenizer": {k: v for k, v in tok_metrics.items() if k in ("code_usage", "perplexity",
                                                                                  "instrument", "pitch_class")}},
-        "budget": {"minutes_musiclm_stages": args.minutes, "acoustic_precision": args.acoustic_precision, "mulan_minutes_each": args.mulan_minutes,
+        "budget": {"minutes_musiclm_stages": args.minutes, "acoustic_precision": args.acoustic_precision,
+                   "mulan_minutes_each": args.mulan_minutes,
                    "threads": args.threads, "wall_s": round(time.perf_counter() - wall, 1),
                    "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, shared with other jobs"},
     }
