@@ -339,11 +339,11 @@ def test_rescan_refreshes_every_picker_the_optional_rank_box_too(models_dir, tmp
 
     shutil.copytree(models_dir / "mulan", folder / "mulan")  # trained while the app runs, then "Rescan"
     values = [p.value for _, _, p, _ in ctx.pickers]
-    updates = refresh.fn(*values)
-    rank_update = updates[[c._id for c in refresh.outputs].index(rank._id)]
+    at = [c._id for c in refresh.outputs].index(rank._id)  # the rank box's place among the rescan's outputs
+    rank_update = refresh.fn(*values)[at]
     found = [v for _, v in ctx.choices("mulan")]
     assert len(found) == 1 and found[0].startswith(str(folder / "mulan"))
     assert [v for _, v in rank_update["choices"]] == ["", *found]
     assert rank_update["value"] == ""  # empty (seed order) stays empty
     picked = [found[0] if p is rank else v for (_, _, p, _), v in zip(ctx.pickers, values, strict=True)]
-    assert refresh.fn(*picked)[[c._id for c in refresh.outputs].index(rank._id)]["value"] == found[0]
+    assert refresh.fn(*picked)[at]["value"] == found[0]

@@ -187,6 +187,10 @@ def test_bad_training_config(tmp_path):
     for bad in (0.0, -1.0, 4.5):
         with pytest.raises(ConfigError, match="min_seconds"):
             MuLaNTrainConfig(data="x", out="y", seconds=4.0, min_seconds=bad)
+    with pytest.raises(ConfigError, match="not streamed shards"):  # refused before any shard is opened
+        train_mulan(MuLaNTrainConfig(data=str(tmp_path / "shard-{000..003}.tar"), out=str(tmp_path / "o"),
+                                     text_tower="scratch", min_seconds=1.0))
+    assert not (tmp_path / "o" / "checkpoints").exists()
     with pytest.raises(DataError):
         train_mulan(
             MuLaNTrainConfig(data=str(tmp_path / "missing"), out=str(tmp_path / "o"), text_tower="scratch")
